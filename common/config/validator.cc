@@ -1,0 +1,538 @@
+#include "common/config/validator.h"
+
+#include <arpa/inet.h>
+
+#include <algorithm>
+#include <map>
+#include <set>
+
+#include "absl/strings/ascii.h"
+#include "absl/strings/match.h"
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
+#include "re2/re2.h"
+
+namespace sluice::config {
+namespace {
+
+using google::protobuf::Duration;
+
+constexpr int64_t kMaxTimeoutSeconds = 3600;
+constexpr size_t kMaxDirectBody = 64 << 10;
+constexpr uint32_t kMaxTotalWeight = 1'000'000;
+
+// RFC 9110 token characters: header names and methods.
+bool isToken(absl::string_view s) {
+  if (s.empty()) return false;
+  return std::all_of(s.begin(), s.end(), [](unsigned char c) {
+    return absl::ascii_isalnum(c) ||
+           absl::string_view("!#$%&'*+-.^_`|~").find(c) != absl::string_view::npos;
+  });
+}
+
+// Visible ASCII, space and tab (and obs-text): what a header value may hold.
+bool isHeaderValue(absl::string_view s) {
+  return std::all_of(s.begin(), s.end(),
+                     [](unsigned char c) { return c == '\t' || (c >= 0x20 && c != 0x7f); });
+}
+
+bool isIpLiteral(const std::string& s) {
+  unsigned char buf[16];
+  return inet_pton(AF_INET, s.c_str(), buf) == 1 || inet_pton(AF_INET6, s.c_str(), buf) == 1;
+}
+
+bool isGroupName(absl::string_view s) {
+  return !s.empty() && std::all_of(s.begin(), s.end(), [](unsigned char c) {
+    return absl::ascii_isalnum(c) || c == '-' || c == '_' || c == '.';
+  });
+}
+
+bool isHostName(absl::string_view s) {
+  return !s.empty() && std::all_of(s.begin(), s.end(), [](unsigned char c) {
+    return absl::ascii_isalnum(c) || c == '-' || c == '.' || c == ':' || c == '[' || c == ']';
+  });
+}
+
+// Headers the proxy itself owns: routes may not add or remove them.
+bool isManagedHeader(absl::string_view name) {
+  static const char* const kManaged[] = {"host",       "content-length", "transfer-encoding",
+                                         "connection", "keep-alive",     "upgrade",
+                                         "te",         "trailer",        "proxy-connection"};
+  return std::any_of(std::begin(kManaged), std::end(kManaged),
+                     [&](const char* m) { return absl::EqualsIgnoreCase(name, m); });
+}
+
+std::string durationText(const Duration& d) {
+  return absl::StrCat(d.seconds() + d.nanos() / 1e9, "s");
+}
+
+// Collects diagnostics for one resource at a time.
+class Checker {
+ public:
+  Checker(Diagnostics* out, absl::string_view kind, std::string name, const Origin& origin)
+      : out_(out), kind_(kind), name_(std::move(name)), origin_(origin) {}
+
+  void error(const std::string& field, std::string message) {
+    out_->push_back({.file = origin_.file,
+                     .line = origin_.lineOf(field),
+                     .kind = std::string(kind_),
+                     .resource = name_,
+                     .field = field,
+                     .message = std::move(message)});
+  }
+
+  void regex(const std::string& field, const std::string& pattern) {
+    RE2::Options options;
+    options.set_log_errors(false);
+    RE2 re(pattern, options);
+    if (!re.ok()) error(field, absl::StrCat("invalid RE2 regex '", pattern, "': ", re.error()));
+  }
+
+  // A duration that, when set, must lie in [min_ms, max_s].
+  void duration(const std::string& field, bool has, const Duration& d, int64_t min_ms,
+                int64_t max_s) {
+    if (!has) return;
+    int64_t ms = d.seconds() * 1000 + d.nanos() / 1'000'000;
+    if (d.seconds() < 0 || d.nanos() < 0 || ms < min_ms || d.seconds() > max_s ||
+        (d.seconds() == max_s && d.nanos() > 0)) {
+      error(field,
+            absl::StrCat("must be between ", min_ms, "ms and ", max_s, "s, got ", durationText(d)));
+    }
+  }
+
+  void range(const std::string& field, uint64_t value, uint64_t min, uint64_t max,
+             bool zero_is_default = true) {
+    if (zero_is_default && value == 0) return;
+    if (value < min || value > max) {
+      error(field, absl::StrCat("must be between ", min, " and ", max, ", got ", value));
+    }
+  }
+
+  const Origin& origin() const { return origin_; }
+
+ private:
+  Diagnostics* out_;
+  absl::string_view kind_;
+  std::string name_;
+  const Origin& origin_;
+};
+
+// Names by kind, for reference checks.
+template <class T>
+std::map<std::string, const Sourced<T>*> indexByName(const std::vector<Sourced<T>>& items,
+                                                     absl::string_view kind, Diagnostics* out,
+                                                     const std::string& (T::*name)() const,
+                                                     absl::string_view name_field) {
+  std::map<std::string, const Sourced<T>*> index;
+  for (const auto& item : items) {
+    const std::string& n = (item.resource.*name)();
+    Checker check(out, kind, n, item.origin);
+    if (n.empty()) {
+      check.error(std::string(name_field), "is required");
+      continue;
+    }
+    auto [it, inserted] = index.emplace(n, &item);
+    if (!inserted) {
+      const Origin& first = it->second->origin;
+      check.error(std::string(name_field), absl::StrCat(kind, " name '", n, "' is already used at ",
+                                                        first.file, ":", first.line));
+    }
+  }
+  return index;
+}
+
+class Validator {
+ public:
+  explicit Validator(const ConfigSet& config) : config_(config) {}
+
+  Diagnostics run() {
+    clusters_ = indexByName(config_.clusters, "Cluster", &out_, &v1::Cluster::name, "name");
+    routes_ = indexByName(config_.route_configs, "RouteConfiguration", &out_,
+                          &v1::RouteConfiguration::name, "name");
+    indexByName(config_.listeners, "Listener", &out_, &v1::Listener::name, "name");
+    indexByName(config_.assignments, "ClusterLoadAssignment", &out_,
+                &v1::ClusterLoadAssignment::cluster_name, "cluster_name");
+    for (const auto& l : config_.listeners) listener(l);
+    listenerConflicts();
+    for (const auto& r : config_.route_configs) routeConfig(r);
+    for (const auto& c : config_.clusters) cluster(c);
+    for (const auto& a : config_.assignments) assignment(a);
+    std::stable_sort(out_.begin(), out_.end(), [](const Diagnostic& a, const Diagnostic& b) {
+      return std::tie(a.file, a.line) < std::tie(b.file, b.line);
+    });
+    return std::move(out_);
+  }
+
+ private:
+  void groups(Checker& check) {
+    for (const std::string& g : check.origin().node_groups) {
+      if (!isGroupName(g)) {
+        check.error(
+            "node_groups",
+            absl::StrCat("node group '", g, "' may hold only letters, digits, '-', '_' and '.'"));
+      }
+    }
+  }
+
+  // Reports a reference from `check`'s resource to `target_kind` named `target`.
+  template <class T>
+  void reference(Checker& check, const std::string& field, absl::string_view target_kind,
+                 const std::string& target, const std::map<std::string, const Sourced<T>*>& index,
+                 Kind kind) {
+    if (target.empty()) {
+      check.error(field, absl::StrCat("needs the name of a ", target_kind));
+      return;
+    }
+    auto it = index.find(target);
+    if (it == index.end()) {
+      if (config_.incomplete || config_.unparsed.count({kind, target})) return;
+      check.error(field,
+                  absl::StrCat("names ", target_kind, " '", target, "' which does not exist"));
+      return;
+    }
+    const Origin& to = it->second->origin;
+    if (!to.servedWherever(check.origin())) {
+      std::string served =
+          check.origin().node_groups.empty()
+              ? std::string("every node group")
+              : absl::StrCat("node groups ", absl::StrJoin(check.origin().node_groups, ", "));
+      check.error(field, absl::StrCat("names ", target_kind, " '", target,
+                                      "', which is served only to node groups ",
+                                      absl::StrJoin(to.node_groups, ", "),
+                                      ", but this resource is served to ", served));
+    }
+  }
+
+  void listener(const Sourced<v1::Listener>& item) {
+    const v1::Listener& l = item.resource;
+    Checker check(&out_, "Listener", l.name(), item.origin);
+    groups(check);
+    if (!l.address().empty() && !isIpLiteral(l.address())) {
+      check.error("address", absl::StrCat("'", l.address(),
+                                          "' is not an IP address (e.g. 0.0.0.0, 127.0.0.1, ::)"));
+    }
+    if (l.port() == 0 || l.port() > 65535) {
+      check.error("port", absl::StrCat("must be between 1 and 65535, got ", l.port()));
+    }
+    reference(check, "route_config", "RouteConfiguration", l.route_config(), routes_,
+              Kind::kRouteConfiguration);
+    const v1::ListenerLimits& lim = l.limits();
+    check.range("limits.max_request_headers_kb", lim.max_request_headers_kb(), 1, 1024);
+    check.range("limits.max_request_headers", lim.max_request_headers(), 1, 1000);
+    check.range("limits.max_request_line_kb", lim.max_request_line_kb(), 1, 64);
+    check.range("limits.buffer_limit_kb", lim.buffer_limit_kb(), 4, 16384);
+    check.range("limits.max_connections", lim.max_connections(), 1, 10'000'000);
+    const v1::ListenerTimeouts& t = l.timeouts();
+    check.duration("timeouts.request_headers", t.has_request_headers(), t.request_headers(), 1,
+                   kMaxTimeoutSeconds);
+    check.duration("timeouts.idle", t.has_idle(), t.idle(), 1, kMaxTimeoutSeconds);
+    check.duration("timeouts.drain", t.has_drain(), t.drain(), 0, kMaxTimeoutSeconds);
+  }
+
+  // Two listeners served to a common node group cannot bind the same port on overlapping
+  // addresses (a wildcard address overlaps every address of its family).
+  void listenerConflicts() {
+    const auto& ls = config_.listeners;
+    for (size_t i = 0; i < ls.size(); ++i) {
+      for (size_t j = 0; j < i; ++j) {
+        const v1::Listener& a = ls[i].resource;
+        const v1::Listener& b = ls[j].resource;
+        if (a.port() != b.port() || a.port() == 0 || !shareGroup(ls[i].origin, ls[j].origin)) {
+          continue;
+        }
+        std::string aa = a.address().empty() ? "0.0.0.0" : a.address();
+        std::string ba = b.address().empty() ? "0.0.0.0" : b.address();
+        bool a6 = absl::StrContains(aa, ':'), b6 = absl::StrContains(ba, ':');
+        bool overlap =
+            aa == ba ||
+            (a6 == b6 && (aa == "0.0.0.0" || ba == "0.0.0.0" || aa == "::" || ba == "::"));
+        if (overlap) {
+          Checker check(&out_, "Listener", a.name(), ls[i].origin);
+          check.error("port", absl::StrCat(aa, ":", a.port(), " overlaps listener '", b.name(),
+                                           "' on ", ba, ":", b.port(), " (", ls[j].origin.file, ":",
+                                           ls[j].origin.line, ")"));
+        }
+      }
+    }
+  }
+
+  static bool shareGroup(const Origin& a, const Origin& b) {
+    if (a.node_groups.empty() || b.node_groups.empty()) return true;
+    return std::any_of(a.node_groups.begin(), a.node_groups.end(), [&](const std::string& g) {
+      return std::find(b.node_groups.begin(), b.node_groups.end(), g) != b.node_groups.end();
+    });
+  }
+
+  void routeConfig(const Sourced<v1::RouteConfiguration>& item) {
+    const v1::RouteConfiguration& rc = item.resource;
+    Checker check(&out_, "RouteConfiguration", rc.name(), item.origin);
+    groups(check);
+    std::map<std::string, std::string> domains;  // lower-cased domain -> virtual host
+    std::set<std::string> vhost_names;
+    for (int v = 0; v < rc.virtual_hosts_size(); ++v) {
+      const v1::VirtualHost& vh = rc.virtual_hosts(v);
+      std::string path = absl::StrCat("virtual_hosts[", v, "]");
+      if (vh.name().empty()) {
+        check.error(path + ".name", "is required");
+      } else if (!vhost_names.insert(vh.name()).second) {
+        check.error(path + ".name",
+                    absl::StrCat("virtual host name '", vh.name(), "' is used twice"));
+      }
+      if (vh.domains_size() == 0) {
+        check.error(path + ".domains", "needs at least one domain (\"*\" matches any host)");
+      }
+      for (int d = 0; d < vh.domains_size(); ++d) {
+        std::string field = absl::StrCat(path, ".domains[", d, "]");
+        std::string domain = absl::AsciiStrToLower(vh.domains(d));
+        absl::string_view rest = domain;
+        if (rest == "*") {
+          rest = "";
+        } else if (absl::StartsWith(rest, "*.")) {
+          rest.remove_prefix(2);
+          if (rest.empty()) check.error(field, "'*.' needs a suffix, as in '*.example.com'");
+        }
+        if (!rest.empty() && !isHostName(rest)) {
+          check.error(field, absl::StrCat("'", vh.domains(d),
+                                          "' is not a host name, '*.suffix' or '*' (wildcards "
+                                          "only as a leading '*.')"));
+          continue;
+        }
+        if (domain.empty()) {
+          check.error(field, "is empty");
+          continue;
+        }
+        auto [it, inserted] = domains.emplace(domain, vh.name());
+        if (!inserted) {
+          check.error(field,
+                      absl::StrCat("domain '", vh.domains(d),
+                                   "' is already served by virtual host '", it->second, "'"));
+        }
+      }
+      headerMutation(check, path + ".request_headers", vh.request_headers());
+      headerMutation(check, path + ".response_headers", vh.response_headers());
+      for (int r = 0; r < vh.routes_size(); ++r) {
+        route(check, absl::StrCat(path, ".routes[", r, "]"), vh.routes(r));
+      }
+    }
+  }
+
+  void route(Checker& check, const std::string& path, const v1::Route& r) {
+    const v1::RouteMatch& m = r.match();
+    const std::string mp = path + ".match";
+    switch (m.path_specifier_case()) {
+      case v1::RouteMatch::kPath:
+        if (!absl::StartsWith(m.path(), "/")) check.error(mp + ".path", "must start with '/'");
+        break;
+      case v1::RouteMatch::kPrefix:
+        if (!absl::StartsWith(m.prefix(), "/")) check.error(mp + ".prefix", "must start with '/'");
+        break;
+      case v1::RouteMatch::kRegex:
+        check.regex(mp + ".regex", m.regex());
+        break;
+      case v1::RouteMatch::PATH_SPECIFIER_NOT_SET:
+        check.error(mp, "needs one of path, prefix or regex (prefix: / matches every path)");
+        break;
+    }
+    for (int i = 0; i < m.methods_size(); ++i) {
+      const std::string& method = m.methods(i);
+      std::string field = absl::StrCat(mp, ".methods[", i, "]");
+      if (!isToken(method)) {
+        check.error(field, absl::StrCat("'", method, "' is not an HTTP method"));
+      } else if (method != absl::AsciiStrToUpper(method)) {
+        check.error(field, absl::StrCat("methods are case-sensitive; write '",
+                                        absl::AsciiStrToUpper(method), "'"));
+      }
+    }
+    for (int i = 0; i < m.headers_size(); ++i) {
+      const v1::HeaderMatcher& h = m.headers(i);
+      std::string field = absl::StrCat(mp, ".headers[", i, "]");
+      if (!isToken(h.name())) {
+        check.error(field + ".name", absl::StrCat("'", h.name(), "' is not a valid header name"));
+      }
+      if (h.match_case() == v1::HeaderMatcher::MATCH_NOT_SET) {
+        check.error(field, "needs one of exact, prefix, suffix, regex or present");
+      }
+      if (h.match_case() == v1::HeaderMatcher::kRegex) check.regex(field + ".regex", h.regex());
+    }
+    for (int i = 0; i < m.query_parameters_size(); ++i) {
+      const v1::QueryParameterMatcher& q = m.query_parameters(i);
+      std::string field = absl::StrCat(mp, ".query_parameters[", i, "]");
+      if (q.name().empty()) check.error(field + ".name", "is required");
+      if (q.match_case() == v1::QueryParameterMatcher::MATCH_NOT_SET) {
+        check.error(field, "needs one of exact, regex or present");
+      }
+      if (q.match_case() == v1::QueryParameterMatcher::kRegex)
+        check.regex(field + ".regex", q.regex());
+    }
+
+    const bool prefix_match = m.path_specifier_case() == v1::RouteMatch::kPrefix;
+    switch (r.action_case()) {
+      case v1::Route::kRoute: {
+        const v1::RouteAction& a = r.route();
+        const std::string ap = path + ".route";
+        if (a.cluster_specifier_case() == v1::RouteAction::kCluster) {
+          reference(check, ap + ".cluster", "Cluster", a.cluster(), clusters_, Kind::kCluster);
+        } else if (a.cluster_specifier_case() == v1::RouteAction::kWeightedClusters) {
+          const auto& wc = a.weighted_clusters();
+          uint64_t total = 0;
+          if (wc.clusters_size() == 0) {
+            check.error(ap + ".weighted_clusters.clusters", "needs at least one cluster");
+          }
+          for (int i = 0; i < wc.clusters_size(); ++i) {
+            std::string field = absl::StrCat(ap, ".weighted_clusters.clusters[", i, "]");
+            reference(check, field + ".name", "Cluster", wc.clusters(i).name(), clusters_,
+                      Kind::kCluster);
+            total += wc.clusters(i).weight();
+          }
+          if (wc.clusters_size() > 0 && total == 0) {
+            check.error(ap + ".weighted_clusters", "weights add up to 0; at least one must be > 0");
+          } else if (total > kMaxTotalWeight) {
+            check.error(ap + ".weighted_clusters",
+                        absl::StrCat("weights add up to ", total, "; at most ", kMaxTotalWeight));
+          }
+        } else {
+          check.error(ap, "needs cluster or weighted_clusters");
+        }
+        if (!a.prefix_rewrite().empty() && !prefix_match) {
+          check.error(ap + ".prefix_rewrite", "needs a prefix match");
+        }
+        check.duration(ap + ".timeout", a.has_timeout(), a.timeout(), 0, kMaxTimeoutSeconds);
+        if (!a.host_rewrite().empty() && !isHostName(a.host_rewrite())) {
+          check.error(ap + ".host_rewrite",
+                      absl::StrCat("'", a.host_rewrite(), "' is not a host name"));
+        }
+        break;
+      }
+      case v1::Route::kDirectResponse: {
+        const auto& d = r.direct_response();
+        const std::string dp = path + ".direct_response";
+        check.range(dp + ".status", d.status(), 200, 599, false);
+        if (d.body().size() > kMaxDirectBody) {
+          check.error(dp + ".body",
+                      absl::StrCat("is ", d.body().size(), " bytes; at most ", kMaxDirectBody));
+        }
+        break;
+      }
+      case v1::Route::kRedirect: {
+        const auto& rd = r.redirect();
+        const std::string rp = path + ".redirect";
+        uint32_t code = rd.response_code();
+        if (code != 0 && code != 301 && code != 302 && code != 303 && code != 307 && code != 308) {
+          check.error(rp + ".response_code",
+                      absl::StrCat("must be 301, 302, 303, 307 or 308, got ", code));
+        }
+        if (!rd.scheme_redirect().empty() && rd.scheme_redirect() != "http" &&
+            rd.scheme_redirect() != "https") {
+          check.error(rp + ".scheme_redirect", "must be http or https");
+        }
+        if (!rd.host_redirect().empty() && !isHostName(rd.host_redirect())) {
+          check.error(rp + ".host_redirect",
+                      absl::StrCat("'", rd.host_redirect(), "' is not a host name"));
+        }
+        if (!rd.path_redirect().empty() && !absl::StartsWith(rd.path_redirect(), "/")) {
+          check.error(rp + ".path_redirect", "must start with '/'");
+        }
+        if (!rd.path_redirect().empty() && !rd.prefix_rewrite().empty()) {
+          check.error(rp + ".prefix_rewrite", "cannot be combined with path_redirect");
+        }
+        if (!rd.prefix_rewrite().empty() && !prefix_match) {
+          check.error(rp + ".prefix_rewrite", "needs a prefix match");
+        }
+        break;
+      }
+      case v1::Route::ACTION_NOT_SET:
+        check.error(path, "needs an action: route, direct_response or redirect");
+        break;
+    }
+    headerMutation(check, path + ".request_headers", r.request_headers());
+    headerMutation(check, path + ".response_headers", r.response_headers());
+  }
+
+  void headerMutation(Checker& check, const std::string& path, const v1::HeaderMutation& h) {
+    for (int i = 0; i < h.add_size(); ++i) {
+      std::string field = absl::StrCat(path, ".add[", i, "]");
+      const v1::HeaderValue& hv = h.add(i);
+      if (!isToken(hv.name())) {
+        check.error(field + ".name", absl::StrCat("'", hv.name(), "' is not a valid header name"));
+      } else if (isManagedHeader(hv.name())) {
+        check.error(field + ".name", absl::StrCat("'", hv.name(), "' is managed by the proxy"));
+      }
+      if (!isHeaderValue(hv.value())) {
+        check.error(field + ".value", "may not hold control characters (CR, LF, NUL)");
+      }
+    }
+    for (int i = 0; i < h.remove_size(); ++i) {
+      std::string field = absl::StrCat(path, ".remove[", i, "]");
+      if (!isToken(h.remove(i))) {
+        check.error(field, absl::StrCat("'", h.remove(i), "' is not a valid header name"));
+      } else if (isManagedHeader(h.remove(i))) {
+        check.error(field, absl::StrCat("'", h.remove(i), "' is managed by the proxy"));
+      }
+    }
+  }
+
+  void endpoints(Checker& check, const std::string& path,
+                 const google::protobuf::RepeatedPtrField<v1::Endpoint>& eps) {
+    std::set<std::pair<std::string, uint32_t>> seen;
+    for (int i = 0; i < eps.size(); ++i) {
+      std::string field = absl::StrCat(path, "[", i, "]");
+      const v1::Endpoint& e = eps[i];
+      if (!isIpLiteral(e.address())) {
+        check.error(field + ".address",
+                    absl::StrCat("'", e.address(), "' is not an IPv4 or IPv6 address"));
+      }
+      if (e.port() == 0 || e.port() > 65535) {
+        check.error(field + ".port", absl::StrCat("must be between 1 and 65535, got ", e.port()));
+      }
+      check.range(field + ".weight", e.weight(), 1, 1000);
+      if (!seen.emplace(e.address(), e.port()).second) {
+        check.error(field,
+                    absl::StrCat("endpoint ", e.address(), ":", e.port(), " is listed twice"));
+      }
+    }
+  }
+
+  void cluster(const Sourced<v1::Cluster>& item) {
+    const v1::Cluster& c = item.resource;
+    Checker check(&out_, "Cluster", c.name(), item.origin);
+    groups(check);
+    check.duration("connect_timeout", c.has_connect_timeout(), c.connect_timeout(), 1, 60);
+    if (c.type() == v1::Cluster::STATIC && c.endpoints_size() == 0) {
+      check.error("endpoints", "a STATIC cluster needs at least one endpoint");
+    }
+    if (c.type() == v1::Cluster::EDS && c.endpoints_size() > 0) {
+      check.error("endpoints",
+                  "an EDS cluster takes its endpoints from a ClusterLoadAssignment, not from here");
+    }
+    endpoints(check, "endpoints", c.endpoints());
+    check.range("max_idle_connections_per_endpoint", c.max_idle_connections_per_endpoint(), 0,
+                10000);
+  }
+
+  void assignment(const Sourced<v1::ClusterLoadAssignment>& item) {
+    const v1::ClusterLoadAssignment& a = item.resource;
+    Checker check(&out_, "ClusterLoadAssignment", a.cluster_name(), item.origin);
+    groups(check);
+    if (!a.cluster_name().empty()) {
+      reference(check, "cluster_name", "Cluster", a.cluster_name(), clusters_, Kind::kCluster);
+      auto it = clusters_.find(a.cluster_name());
+      if (it != clusters_.end() && it->second->resource.type() != v1::Cluster::EDS) {
+        check.error("cluster_name",
+                    absl::StrCat("cluster '", a.cluster_name(),
+                                 "' is STATIC; only EDS clusters take assignments"));
+      }
+    }
+    endpoints(check, "endpoints", a.endpoints());
+  }
+
+  const ConfigSet& config_;
+  Diagnostics out_;
+  std::map<std::string, const Sourced<v1::Cluster>*> clusters_;
+  std::map<std::string, const Sourced<v1::RouteConfiguration>*> routes_;
+};
+
+}  // namespace
+
+Diagnostics validateConfig(const ConfigSet& config) { return Validator(config).run(); }
+
+}  // namespace sluice::config
