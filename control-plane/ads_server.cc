@@ -33,7 +33,10 @@ class AdsStream final : public grpc::ServerBidiReactor<grpc::ByteBuffer, grpc::B
  public:
   AdsStream(AdsServer* server, grpc::CallbackServerContext* context,
             std::shared_ptr<const Snapshot> snapshot)
-      : server_(server), peer_(context->peer()), connected_(absl::Now()), snapshot_(std::move(snapshot)) {
+      : server_(server),
+        peer_(context->peer()),
+        connected_(absl::Now()),
+        snapshot_(std::move(snapshot)) {
     StartRead(&request_);
   }
 

@@ -35,7 +35,8 @@ absl::Status writeAtomically(const std::string& dir, const std::string& name,
   static std::atomic<int> counter{0};
   std::string tmp = absl::StrCat(dir, "/.", name, ".tmp.", ::getpid(), ".", counter++);
   int fd = ::open(tmp.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0644);
-  if (fd < 0) return absl::InternalError(absl::StrCat("cannot create ", tmp, ": ", std::strerror(errno)));
+  if (fd < 0)
+    return absl::InternalError(absl::StrCat("cannot create ", tmp, ": ", std::strerror(errno)));
   bool ok = writeAll(fd, content) && ::fsync(fd) == 0;
   int saved = errno;
   ::close(fd);
@@ -62,10 +63,10 @@ config::Diagnostics checkNames(const std::vector<config::SourceFile>& files) {
                         .message = "file names must be plain names ending in .yaml or .yml, with "
                                    "no directory and no leading dot"});
     } else if (f.content.size() > config::kMaxFileBytes) {
-      errors.push_back({.file = f.name,
-                        .message = absl::StrCat("file is ", f.content.size(),
-                                                " bytes; config files are limited to ",
-                                                config::kMaxFileBytes)});
+      errors.push_back(
+          {.file = f.name,
+           .message = absl::StrCat("file is ", f.content.size(),
+                                   " bytes; config files are limited to ", config::kMaxFileBytes)});
     }
   }
   return errors;
@@ -104,21 +105,28 @@ config::Diagnostics ConfigStore::reloadLocked() {
   }
   metrics_->config_valid.Set(1);
   metrics_->config_errors.Set(0);
-  auto snapshot =
-      std::make_shared<const Snapshot>(std::move(result.config), std::move(result.files), absl::Now());
+  auto snapshot = std::make_shared<const Snapshot>(std::move(result.config),
+                                                   std::move(result.files), absl::Now());
   {
     absl::MutexLock state_lock(&mu_);
+    bool had_errors = !errors_.empty();
     errors_.clear();
-    if (current_ != nullptr && current_->version() == snapshot->version()) return {};
+    if (current_ != nullptr && current_->version() == snapshot->version()) {
+      if (had_errors)
+        log::info("config directory %s is valid again; version %s unchanged", dir_,
+                  current_->version());
+      return {};
+    }
     current_ = snapshot;
     history_.push_front(snapshot);
     if (history_.size() > kHistorySize) history_.pop_back();
   }
   const config::ConfigSet& c = snapshot->config();
-  log::info("published version %s: %d listeners, %d route configurations, %d clusters, %d endpoint "
-            "assignments",
-            snapshot->version(), c.listeners.size(), c.route_configs.size(), c.clusters.size(),
-            c.assignments.size());
+  log::info(
+      "published version %s: %d listeners, %d route configurations, %d clusters, %d endpoint "
+      "assignments",
+      snapshot->version(), c.listeners.size(), c.route_configs.size(), c.clusters.size(),
+      c.assignments.size());
   metrics_->snapshots_published.Increment();
   for (const Listener& listener : listeners_) listener(snapshot);
   return {};

@@ -22,7 +22,8 @@
 ABSL_FLAG(std::string, config_dir, "", "Directory of *.yaml config files to serve (required).");
 ABSL_FLAG(std::string, xds_listen, "127.0.0.1:18000",
           "Address for the proxies' ADS streams (use 0.0.0.0:18000 to serve other hosts).");
-ABSL_FLAG(std::string, mgmt_listen, "127.0.0.1:18001", "Address of the management API (sluicectl).");
+ABSL_FLAG(std::string, mgmt_listen, "127.0.0.1:18001",
+          "Address of the management API (sluicectl).");
 ABSL_FLAG(std::string, admin_listen, "127.0.0.1:18002", "Address serving /metrics.");
 ABSL_FLAG(std::string, token_file, "",
           "File holding a token the management API requires (\"authorization: Bearer <token>\").");
@@ -67,7 +68,8 @@ int run(int argc, char** argv) {
   std::string token;
   if (!absl::GetFlag(FLAGS_token_file).empty()) {
     std::ifstream in(absl::GetFlag(FLAGS_token_file));
-    if (!in) return fail(absl::StrCat("cannot read --token-file ", absl::GetFlag(FLAGS_token_file)));
+    if (!in)
+      return fail(absl::StrCat("cannot read --token-file ", absl::GetFlag(FLAGS_token_file)));
     std::getline(in, token);
     token = std::string(absl::StripAsciiWhitespace(token));
     if (token.empty()) return fail("--token-file is empty");

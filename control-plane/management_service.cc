@@ -150,9 +150,9 @@ grpc::Status ManagementService::Get(grpc::ServerContext* context,
                  [](admin::v1::Resource* r, const auto& v) { *r->mutable_listener() = v; });
   }
   if (want(Kind::ROUTE_CONFIGURATIONS)) {
-    addResources(set.route_configs, group, name, response, [](admin::v1::Resource* r, const auto& v) {
-      *r->mutable_route_configuration() = v;
-    });
+    addResources(
+        set.route_configs, group, name, response,
+        [](admin::v1::Resource* r, const auto& v) { *r->mutable_route_configuration() = v; });
   }
   if (want(Kind::CLUSTERS)) {
     addResources(set.clusters, group, name, response,

@@ -10,7 +10,8 @@ prometheus::Counter& counter(prometheus::Registry& r, const std::string& name,
   return prometheus::BuildCounter().Name(name).Help(help).Register(r).Add({});
 }
 
-prometheus::Gauge& gauge(prometheus::Registry& r, const std::string& name, const std::string& help) {
+prometheus::Gauge& gauge(prometheus::Registry& r, const std::string& name,
+                         const std::string& help) {
   return prometheus::BuildGauge().Name(name).Help(help).Register(r).Add({});
 }
 
@@ -26,8 +27,8 @@ Metrics::Metrics()
                          "1 if the config directory is valid now, 0 if a change was rejected.")),
       config_errors(gauge(*registry_, "sluice_cp_config_errors",
                           "Problems found in the config directory as it is now.")),
-      connected_proxies(gauge(*registry_, "sluice_cp_connected_proxies",
-                              "Proxies with an open ADS stream.")),
+      connected_proxies(
+          gauge(*registry_, "sluice_cp_connected_proxies", "Proxies with an open ADS stream.")),
       management_(prometheus::BuildCounter()
                       .Name("sluice_cp_management_requests_total")
                       .Help("Management API calls by method and result.")

@@ -51,9 +51,11 @@ std::shared_ptr<const TypeResources> build(const std::vector<config::Sourced<T>>
     if (servedTo(item.origin.node_groups, group)) served.push_back(&item.resource);
   }
   // Sorted by name so the version and the bytes depend on content only.
-  const auto* name_field = T::descriptor()->FindFieldByName(std::string(config::kindInfo(kind).name_field));
+  const auto* name_field =
+      T::descriptor()->FindFieldByName(std::string(config::kindInfo(kind).name_field));
   auto nameOf = [&](const T* r) { return r->GetReflection()->GetString(*r, name_field); };
-  std::sort(served.begin(), served.end(), [&](const T* a, const T* b) { return nameOf(a) < nameOf(b); });
+  std::sort(served.begin(), served.end(),
+            [&](const T* a, const T* b) { return nameOf(a) < nameOf(b); });
 
   discovery::v1::DiscoveryResponse response;
   response.set_type_url(std::string(config::kindInfo(kind).type_url));

@@ -56,7 +56,8 @@ void DirectoryWatcher::run() {
   for (;;) {
     int timeout = -1;
     if (pending) {
-      timeout = static_cast<int>(std::max<int64_t>(0, absl::ToInt64Milliseconds(due - absl::Now())));
+      timeout =
+          static_cast<int>(std::max<int64_t>(0, absl::ToInt64Milliseconds(due - absl::Now())));
     } else if (watch_ < 0) {
       timeout = kRetryMs;
     }

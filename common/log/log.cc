@@ -33,7 +33,9 @@ bool parseLevel(absl::string_view name, Level* level) {
 
 void setComponent(absl::string_view component) { g_component = std::string(component); }
 
-bool enabled(Level level) { return static_cast<int>(level) >= g_level.load(std::memory_order_relaxed); }
+bool enabled(Level level) {
+  return static_cast<int>(level) >= g_level.load(std::memory_order_relaxed);
+}
 
 void write(Level level, absl::string_view message) {
   std::string line =
