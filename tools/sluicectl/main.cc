@@ -119,7 +119,10 @@ void printTable(const std::vector<std::vector<std::string>>& rows) {
 class Client {
  public:
   explicit Client(const Options& options) : options_(options) {
-    channel_ = grpc::CreateChannel(options.server, grpc::InsecureChannelCredentials());
+    grpc::ChannelArguments args;
+    args.SetMaxReceiveMessageSize(64 << 20);  // large configs: `get all` of thousands of routes
+    channel_ =
+        grpc::CreateCustomChannel(options.server, grpc::InsecureChannelCredentials(), args);
     stub_ = admin::Management::NewStub(channel_);
   }
 
