@@ -7,11 +7,15 @@
 #include <cerrno>
 #include <cstring>
 #include <fstream>
+#include <sstream>
+#include <vector>
 
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "common/config/validator.h"
 #include "common/config/yaml_proto.h"
+#include "yaml-cpp/depthguard.h"
+#include "yaml-cpp/eventhandler.h"
 
 namespace sluice::config {
 namespace {
@@ -23,7 +27,8 @@ constexpr absl::string_view kGroupsKey = "node_groups";
 std::string errnoText() { return std::strerror(errno); }
 
 std::string sizeText(size_t bytes) {
-  if (bytes >= (1 << 20)) return absl::StrCat(bytes >> 20, " MiB");
+  // Whole MiB only: "16 MiB" for a file one byte over the limit would not say what is wrong.
+  if (bytes >= (1 << 20) && bytes % (1 << 20) == 0) return absl::StrCat(bytes >> 20, " MiB");
   return absl::StrCat(bytes, " bytes");
 }
 
@@ -59,15 +64,128 @@ bool readFile(const std::string& path, const std::string& name, std::string* con
   return true;
 }
 
-// Text checks that yaml-cpp does not make: binary input gives confusing parse errors.
+// Offset of the first byte of `s` that does not belong to a UTF-8 character (RFC 3629: no
+// overlong forms, surrogates or code points past U+10FFFF), or npos.
+size_t invalidUtf8(absl::string_view s) {
+  size_t i = 0;
+  while (i < s.size()) {
+    const unsigned char c = s[i];
+    if (c < 0x80) {
+      ++i;
+      continue;
+    }
+    // The lead byte gives the length and the first bits of the code point.
+    size_t len = c >= 0xc2 && c <= 0xdf   ? 2
+                 : c >= 0xe0 && c <= 0xef ? 3
+                 : c >= 0xf0 && c <= 0xf4 ? 4
+                                          : 0;
+    if (len == 0 || s.size() - i < len) return i;
+    uint32_t code = c & (0x7f >> len);
+    for (size_t k = 1; k < len; ++k) {
+      const unsigned char next = s[i + k];
+      if ((next & 0xc0) != 0x80) return i;
+      code = code << 6 | (next & 0x3f);
+    }
+    if ((len == 3 && (code < 0x800 || (code >= 0xd800 && code <= 0xdfff))) ||
+        (len == 4 && (code < 0x10000 || code > 0x10ffff))) {
+      return i;
+    }
+    i += len;
+  }
+  return absl::string_view::npos;
+}
+
+// Text checks that yaml-cpp does not make: binary input gives confusing parse errors, and
+// yaml-cpp passes bytes that are not UTF-8 into strings, which protobuf then refuses to parse on
+// the proxy (proto3 strings are UTF-8).
 bool checkText(const SourceFile& file, Diagnostics* errors) {
+  auto lineAt = [&](size_t offset) {
+    return 1 +
+           static_cast<int>(std::count(file.content.begin(), file.content.begin() + offset, '\n'));
+  };
   size_t nul = file.content.find('\0');
   if (nul != std::string::npos) {
-    int line = 1 + std::count(file.content.begin(), file.content.begin() + nul, '\n');
     errors->push_back({.file = file.name,
-                       .line = line,
+                       .line = lineAt(nul),
                        .message = absl::StrCat("not a text file (NUL byte at offset ", nul, ")")});
     return false;
+  }
+  size_t bad = invalidUtf8(file.content);
+  if (bad != absl::string_view::npos) {
+    errors->push_back(
+        {.file = file.name,
+         .line = lineAt(bad),
+         .message =
+             absl::StrCat("not UTF-8 text (byte 0x",
+                          absl::Hex(static_cast<unsigned char>(file.content[bad]), absl::kZeroPad2),
+                          " at offset ", bad, ")")});
+    return false;
+  }
+  return true;
+}
+
+// Records where documents start. yaml-cpp 0.7's LoadAll loops forever, allocating a null document
+// each turn, when a document starts with a token its parser does not take, such as a stray ','
+// (jbeder/yaml-cpp#1040): each turn starts a document at the same place.
+class DocumentStarts : public YAML::EventHandler {
+ public:
+  void OnDocumentStart(const YAML::Mark& mark) override {
+    stalled_ = started_ && mark.pos == last_.pos;
+    started_ = true;
+    last_ = mark;
+  }
+  void OnDocumentEnd() override {}
+  void OnNull(const YAML::Mark&, YAML::anchor_t) override {}
+  void OnAlias(const YAML::Mark&, YAML::anchor_t) override {}
+  void OnScalar(const YAML::Mark&, const std::string&, YAML::anchor_t,
+                const std::string&) override {}
+  void OnSequenceStart(const YAML::Mark&, const std::string&, YAML::anchor_t,
+                       YAML::EmitterStyle::value) override {}
+  void OnSequenceEnd() override {}
+  void OnMapStart(const YAML::Mark&, const std::string&, YAML::anchor_t,
+                  YAML::EmitterStyle::value) override {}
+  void OnMapEnd() override {}
+
+  bool stalled() const { return stalled_; }
+  const YAML::Mark& last() const { return last_; }
+
+ private:
+  bool started_ = false;
+  bool stalled_ = false;
+  YAML::Mark last_;
+};
+
+// YAML::LoadAll, after a parse without building nodes has shown that it ends.
+std::vector<YAML::Node> loadAll(const std::string& content) {
+  std::istringstream in(content);
+  YAML::Parser parser(in);
+  DocumentStarts starts;
+  while (parser.HandleNextDocument(starts)) {
+    if (starts.stalled()) {
+      throw YAML::ParserException(starts.last(), "unexpected token at the start of a document");
+    }
+  }
+  return YAML::LoadAll(content);
+}
+
+// Adds the values of `doc` (each use of an alias in full) to `values` and the bytes of its
+// scalars to `text`; false once either passes its limit. Iterative: an alias can refer to the
+// node that contains it, so the expanded document may be infinitely deep.
+bool withinExpansionLimits(const YAML::Node& doc, size_t* values, size_t* text) {
+  std::vector<YAML::Node> pending;
+  auto count = [&](const YAML::Node& node) {
+    if (++*values > kMaxFileValues) return false;
+    if (node.IsScalar()) *text += node.Scalar().size();
+    if (node.IsMap() || node.IsSequence()) pending.push_back(node);
+    return *text <= kMaxFileText;
+  };
+  if (!count(doc)) return false;
+  while (!pending.empty()) {
+    const YAML::Node node = pending.back();
+    pending.pop_back();
+    for (const auto& child : node) {
+      if (node.IsMap() ? !count(child.first) || !count(child.second) : !count(child)) return false;
+    }
   }
   return true;
 }
@@ -221,15 +339,30 @@ ConfigSet parseConfig(const std::vector<SourceFile>& files, Diagnostics* errors)
     }
     std::vector<YAML::Node> documents;
     try {
-      documents = YAML::LoadAll(file.content);
+      documents = loadAll(file.content);
     } catch (const YAML::Exception& e) {
-      // yaml-cpp's what() repeats the position; the message alone reads better after ours.
+      // yaml-cpp's what() repeats the position; the message alone reads better after ours. Its
+      // message for too deep nesting is "bad file".
+      const bool too_deep = dynamic_cast<const YAML::DeepRecursion*>(&e) != nullptr;
       errors->push_back(
           {.file = file.name,
            .line = e.mark.line >= 0 ? e.mark.line + 1 : 0,
            .message = absl::StrCat(
-               "invalid YAML: ", e.msg,
+               "invalid YAML: ", too_deep ? "nested too deeply" : e.msg,
                e.mark.column >= 0 ? absl::StrCat(" (column ", e.mark.column + 1, ")") : "")});
+      config.incomplete = true;
+      continue;
+    }
+    size_t values = 0, text = 0;
+    auto too_big = std::find_if(documents.begin(), documents.end(), [&](const YAML::Node& doc) {
+      return !withinExpansionLimits(doc, &values, &text);
+    });
+    if (too_big != documents.end()) {
+      errors->push_back(
+          {.file = file.name,
+           .line = too_big->Mark().line + 1,
+           .message = absl::StrCat("file expands to more than ", kMaxFileValues, " values or ",
+                                   sizeText(kMaxFileText), " of text (YAML aliases?); not read")});
       config.incomplete = true;
       continue;
     }

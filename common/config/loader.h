@@ -13,6 +13,11 @@ namespace sluice::config {
 inline constexpr size_t kMaxFileBytes = 16 << 20;
 // Most config files in one directory.
 inline constexpr size_t kMaxFiles = 1000;
+// Most values (mappings, lists, keys, scalars) and most scalar text one file may hold, counting
+// each use of a YAML alias in full: a few kilobytes of nested aliases expand to billions of
+// values ("billion laughs"). A plain file within kMaxFileBytes rarely comes near either.
+inline constexpr size_t kMaxFileValues = 4'000'000;
+inline constexpr size_t kMaxFileText = 4 * kMaxFileBytes;
 
 // A config file's name (as shown in diagnostics) and its text.
 struct SourceFile {

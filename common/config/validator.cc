@@ -37,6 +37,8 @@ bool isHeaderValue(absl::string_view s) {
 }
 
 bool isIpLiteral(const std::string& s) {
+  // inet_pton would stop at a NUL ("127.0.0.1\0junk"), YAML can write one ("\0").
+  if (s.find('\0') != std::string::npos) return false;
   unsigned char buf[16];
   return inet_pton(AF_INET, s.c_str(), buf) == 1 || inet_pton(AF_INET6, s.c_str(), buf) == 1;
 }
@@ -230,7 +232,9 @@ class Validator {
   }
 
   // Two listeners served to a common node group cannot bind the same port on overlapping
-  // addresses (a wildcard address overlaps every address of its family).
+  // addresses (a wildcard address overlaps every address of its family). Each listener is
+  // reported once, for the first it overlaps: n copies of one listener give n - 1 diagnostics,
+  // not n^2 / 2.
   void listenerConflicts() {
     const auto& ls = config_.listeners;
     for (size_t i = 0; i < ls.size(); ++i) {
@@ -251,6 +255,7 @@ class Validator {
           check.error("port", absl::StrCat(aa, ":", a.port(), " overlaps listener '", b.name(),
                                            "' on ", ba, ":", b.port(), " (", ls[j].origin.file, ":",
                                            ls[j].origin.line, ")"));
+          break;
         }
       }
     }

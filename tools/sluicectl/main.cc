@@ -121,8 +121,7 @@ class Client {
   explicit Client(const Options& options) : options_(options) {
     grpc::ChannelArguments args;
     args.SetMaxReceiveMessageSize(64 << 20);  // large configs: `get all` of thousands of routes
-    channel_ =
-        grpc::CreateCustomChannel(options.server, grpc::InsecureChannelCredentials(), args);
+    channel_ = grpc::CreateCustomChannel(options.server, grpc::InsecureChannelCredentials(), args);
     stub_ = admin::Management::NewStub(channel_);
   }
 
