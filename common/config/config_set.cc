@@ -12,9 +12,9 @@ constexpr std::array<KindInfo, kKindCount> kKinds = {{
     {Kind::kCluster, "Cluster", "type.googleapis.com/sluice.config.v1.Cluster", "name"},
     {Kind::kClusterLoadAssignment, "ClusterLoadAssignment",
      "type.googleapis.com/sluice.config.v1.ClusterLoadAssignment", "cluster_name"},
-    {Kind::kListener, "Listener", "type.googleapis.com/sluice.config.v1.Listener", "name"},
     {Kind::kRouteConfiguration, "RouteConfiguration",
      "type.googleapis.com/sluice.config.v1.RouteConfiguration", "name"},
+    {Kind::kListener, "Listener", "type.googleapis.com/sluice.config.v1.Listener", "name"},
 }};
 
 }  // namespace

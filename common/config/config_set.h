@@ -12,13 +12,14 @@
 
 namespace sluice::config {
 
-// The four resource kinds, in the order the proxy applies them (clusters before the routes that
-// name them, as xDS does).
+// The four resource kinds, in the order the control plane sends changes: what is referred to
+// comes before what refers to it (clusters, their endpoints, the routes naming clusters, the
+// listeners naming routes), so a proxy never sees a new reference before its target.
 enum class Kind {
   kCluster = 0,
   kClusterLoadAssignment = 1,
-  kListener = 2,
-  kRouteConfiguration = 3
+  kRouteConfiguration = 2,
+  kListener = 3,
 };
 inline constexpr int kKindCount = 4;
 

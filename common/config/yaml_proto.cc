@@ -112,7 +112,9 @@ class Converter {
   bool count() {
     if (++nodes_ <= kMaxNodes) return true;
     if (nodes_ == kMaxNodes + 1) {
-      errors_->push_back({.message = absl::StrCat("resource expands to more than ", kMaxNodes,
+      errors_->push_back({.file = origin_->file,
+                          .line = origin_->line,
+                          .message = absl::StrCat("resource expands to more than ", kMaxNodes,
                                                   " values (YAML aliases?); refusing it")});
     }
     return false;
@@ -283,7 +285,7 @@ void emitScalar(YAML::Emitter& out, const Message& msg, const FieldDescriptor* f
     case FieldDescriptor::CPPTYPE_STRING: {
       std::string s =
           rep ? refl->GetRepeatedString(msg, field, index) : refl->GetString(msg, field);
-      out << YAML::DoubleQuoted << s;
+      out << s;
       break;
     }
     case FieldDescriptor::CPPTYPE_BOOL:
@@ -391,10 +393,11 @@ std::string formatDuration(int64_t seconds, int32_t nanos) {
     if (seconds != 0 && seconds % 60 == 0) return absl::StrCat(seconds / 60, "m");
     return absl::StrCat(seconds, "s");
   }
-  int64_t total_ns = seconds * 1'000'000'000 + nanos;
-  if (seconds == 0 && total_ns % 1'000'000 == 0) return absl::StrCat(total_ns / 1'000'000, "ms");
-  if (seconds == 0 && total_ns % 1'000 == 0) return absl::StrCat(total_ns / 1'000, "us");
-  if (seconds == 0) return absl::StrCat(total_ns, "ns");
+  if (seconds == 0) {
+    if (nanos % 1'000'000 == 0) return absl::StrCat(nanos / 1'000'000, "ms");
+    if (nanos % 1'000 == 0) return absl::StrCat(nanos / 1'000, "us");
+    return absl::StrCat(nanos, "ns");
+  }
   std::string frac = absl::StrCat(1'000'000'000 + nanos).substr(1);
   while (!frac.empty() && frac.back() == '0') frac.pop_back();
   return absl::StrCat(seconds, ".", frac, "s");
