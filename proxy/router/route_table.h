@@ -1,0 +1,144 @@
+#pragma once
+
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "absl/container/flat_hash_map.h"
+#include "absl/status/statusor.h"
+#include "re2/re2.h"
+#include "sluice/config/v1/route.pb.h"
+
+namespace sluice::router {
+
+// Read access to a request's headers, for header matchers. `name` is lower case.
+class HeaderSource {
+ public:
+  virtual ~HeaderSource() = default;
+  // The first value of header `name`, if present.
+  virtual bool find(std::string_view name, std::string_view* value) const = 0;
+};
+
+// What route matching looks at. Every view points into the request head; `path` is the one
+// normalized path that routing, auth and forwarding all use.
+struct RequestView {
+  std::string_view method;
+  std::string_view host;  // as sent; matching ignores case and, unless a domain names one, the port
+  std::string_view path;
+  std::string_view query;  // without '?'
+  const HeaderSource* headers = nullptr;
+};
+
+// Header additions and removals, applied in that order: removals first, then additions.
+struct HeaderOps {
+  struct Add {
+    std::string name;  // lower case
+    std::string value;
+    bool append = false;
+  };
+  std::vector<std::string> remove;  // lower case
+  std::vector<Add> add;
+
+  bool empty() const { return remove.empty() && add.empty(); }
+};
+
+struct ClusterChoice {
+  uint32_t cluster = 0;     // index in the generation's cluster table
+  uint64_t cumulative = 0;  // running total of weights up to and including this one
+};
+
+struct Route {
+  enum class PathKind { kExact, kPrefix, kRegex };
+  enum class Action { kCluster, kDirectResponse, kRedirect };
+
+  struct HeaderMatch {
+    enum class Kind { kExact, kPrefix, kSuffix, kRegex, kPresent };
+    std::string name;  // lower case
+    Kind kind;
+    std::string value;
+    std::unique_ptr<RE2> regex;
+    bool present = true;  // kPresent: true = must be present, false = must be absent
+    bool invert = false;
+  };
+  struct QueryMatch {
+    enum class Kind { kExact, kRegex, kPresent };
+    std::string name;
+    Kind kind;
+    std::string value;
+    std::unique_ptr<RE2> regex;
+    bool present = true;
+  };
+
+  std::string name;
+  PathKind path_kind = PathKind::kPrefix;
+  std::string path;  // exact path or prefix
+  std::unique_ptr<RE2> regex;
+  std::vector<std::string> methods;
+  std::vector<HeaderMatch> headers;
+  std::vector<QueryMatch> query;
+
+  Action action = Action::kCluster;
+  // kCluster: one entry, or a weighted split.
+  std::vector<ClusterChoice> clusters;
+  uint64_t total_weight = 0;
+  std::string prefix_rewrite;
+  std::string host_rewrite;
+  int64_t timeout_ms = 15'000;  // 0: none
+  // kDirectResponse.
+  uint32_t status = 200;
+  std::string body;
+  // kRedirect.
+  uint32_t redirect_code = 301;
+  std::string scheme_redirect;
+  std::string host_redirect;
+  std::string path_redirect;
+  bool strip_query = false;
+
+  // The virtual host's mutations followed by the route's.
+  HeaderOps request_headers;
+  HeaderOps response_headers;
+
+  bool matches(const RequestView& request) const;
+  // The cluster for a weighted split, given a uniformly random `draw`.
+  uint32_t pickCluster(uint64_t draw) const;
+};
+
+struct VirtualHost {
+  std::string name;
+  std::vector<Route> routes;
+};
+
+// A RouteConfiguration compiled for matching: hosts by hash, suffix wildcards longest first,
+// routes in order. Immutable once built; shared by every worker.
+class RouteTable {
+ public:
+  // Resolves cluster names to indexes with `cluster_index`, which returns -1 for an unknown name.
+  template <class ClusterIndex>
+  static absl::StatusOr<std::unique_ptr<RouteTable>> compile(
+      const config::v1::RouteConfiguration& config, const ClusterIndex& cluster_index) {
+    return compileWith(config, [&](const std::string& n) { return int(cluster_index(n)); });
+  }
+
+  const std::string& name() const { return name_; }
+  const VirtualHost* findVirtualHost(std::string_view host) const;
+  // The first matching route of the request's virtual host, or nullptr.
+  const Route* route(const RequestView& request) const;
+  size_t routeCount() const;
+
+ private:
+  using Resolver = std::function<int(const std::string&)>;
+  static absl::StatusOr<std::unique_ptr<RouteTable>> compileWith(
+      const config::v1::RouteConfiguration& config, const Resolver& resolve);
+
+  std::string name_;
+  std::vector<std::unique_ptr<VirtualHost>> hosts_;
+  absl::flat_hash_map<std::string, const VirtualHost*> exact_;  // lower-case domain
+  std::vector<std::pair<std::string, const VirtualHost*>>
+      suffixes_;  // ".example.com", longest first
+  const VirtualHost* any_ = nullptr;
+};
+
+}  // namespace sluice::router
