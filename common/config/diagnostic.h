@@ -13,6 +13,9 @@ struct Diagnostic {
   std::string resource;  // the resource's name
   std::string field;     // e.g. "virtual_hosts[0].routes[1].route.cluster"
   std::string message;
+  // A reference to a resource of another kind that does not exist. A proxy that receives the
+  // kinds one at a time over ADS may see this until the other kind arrives.
+  bool dangling_reference = false;
 
   // "routes.yaml:12: RouteConfiguration 'main': field 'virtual_hosts[0].domains': ..."
   std::string toString() const;

@@ -74,13 +74,14 @@ class Checker {
   Checker(Diagnostics* out, absl::string_view kind, std::string name, const Origin& origin)
       : out_(out), kind_(kind), name_(std::move(name)), origin_(origin) {}
 
-  void error(const std::string& field, std::string message) {
+  void error(const std::string& field, std::string message, bool dangling_reference = false) {
     out_->push_back({.file = origin_.file,
                      .line = origin_.lineOf(field),
                      .kind = std::string(kind_),
                      .resource = name_,
                      .field = field,
-                     .message = std::move(message)});
+                     .message = std::move(message),
+                     .dangling_reference = dangling_reference});
   }
 
   void regex(const std::string& field, const std::string& pattern) {
@@ -189,7 +190,8 @@ class Validator {
     if (it == index.end()) {
       if (config_.incomplete || config_.unparsed.count({kind, target})) return;
       check.error(field,
-                  absl::StrCat("names ", target_kind, " '", target, "' which does not exist"));
+                  absl::StrCat("names ", target_kind, " '", target, "' which does not exist"),
+                  /*dangling_reference=*/true);
       return;
     }
     const Origin& to = it->second->origin;
