@@ -1,0 +1,176 @@
+#include "proxy/upstream/cluster.h"
+
+#include <arpa/inet.h>
+#include <netinet/in.h>
+
+#include <algorithm>
+#include <cstring>
+#include <numeric>
+
+#include "absl/strings/str_cat.h"
+
+namespace sluice::upstream {
+namespace v1 = config::v1;
+
+namespace {
+
+// A smooth weighted round-robin cycle is as long as the sum of the weights; beyond this the
+// weights are scaled down (keeping every endpoint at least once).
+constexpr uint64_t kMaxSchedule = 1 << 16;
+
+bool resolve(const std::string& address, uint32_t port, Endpoint* out) {
+  std::memset(&out->addr, 0, sizeof(out->addr));
+  auto* v4 = reinterpret_cast<sockaddr_in*>(&out->addr);
+  if (inet_pton(AF_INET, address.c_str(), &v4->sin_addr) == 1) {
+    v4->sin_family = AF_INET;
+    v4->sin_port = htons(static_cast<uint16_t>(port));
+    out->addr_len = sizeof(sockaddr_in);
+    out->name = absl::StrCat(address, ":", port);
+    return true;
+  }
+  auto* v6 = reinterpret_cast<sockaddr_in6*>(&out->addr);
+  if (inet_pton(AF_INET6, address.c_str(), &v6->sin6_addr) == 1) {
+    v6->sin6_family = AF_INET6;
+    v6->sin6_port = htons(static_cast<uint16_t>(port));
+    out->addr_len = sizeof(sockaddr_in6);
+    out->name = absl::StrCat("[", address, "]:", port);
+    return true;
+  }
+  return false;
+}
+
+// Smooth weighted round robin (as in nginx): each step adds every weight to its endpoint's
+// credit and picks the largest credit, which then pays the total. Spreads a heavy endpoint's
+// turns evenly instead of in a burst.
+std::vector<uint32_t> smoothSchedule(const std::vector<uint64_t>& weights) {
+  const uint64_t total = std::accumulate(weights.begin(), weights.end(), uint64_t{0});
+  std::vector<int64_t> credit(weights.size(), 0);
+  std::vector<uint32_t> schedule;
+  schedule.reserve(total);
+  for (uint64_t step = 0; step < total; ++step) {
+    size_t best = 0;
+    for (size_t i = 0; i < weights.size(); ++i) {
+      credit[i] += static_cast<int64_t>(weights[i]);
+      if (credit[i] > credit[best]) best = i;
+    }
+    credit[best] -= static_cast<int64_t>(total);
+    schedule.push_back(static_cast<uint32_t>(best));
+  }
+  return schedule;
+}
+
+}  // namespace
+
+uint32_t PoolKeys::key(const std::string& cluster, const std::string& endpoint) {
+  std::string k = absl::StrCat(cluster, "\n", endpoint);
+  for (uint32_t i = 0; i < keys_.size(); ++i) {
+    if (keys_[i] == k) return i;
+  }
+  keys_.push_back(std::move(k));
+  return static_cast<uint32_t>(keys_.size() - 1);
+}
+
+size_t Cluster::weightedIndex(uint64_t random) const {
+  const uint64_t point = random % cumulative_.back();
+  return std::upper_bound(cumulative_.begin(), cumulative_.end(), point) - cumulative_.begin();
+}
+
+absl::StatusOr<std::unique_ptr<Cluster>> Cluster::compile(
+    const v1::Cluster& config, const v1::ClusterLoadAssignment* assignment, int workers,
+    stats::Store* store, PoolKeys* keys) {
+  auto cluster = std::unique_ptr<Cluster>(new Cluster());
+  Cluster& c = *cluster;
+  c.name_ = config.name();
+  c.connect_timeout_ = config.has_connect_timeout()
+                           ? absl::Seconds(config.connect_timeout().seconds()) +
+                                 absl::Nanoseconds(config.connect_timeout().nanos())
+                           : absl::Seconds(5);
+  c.max_idle_ = config.max_idle_connections_per_endpoint() == 0
+                    ? 64
+                    : config.max_idle_connections_per_endpoint();
+  switch (config.lb_policy()) {
+    case v1::Cluster::RANDOM:
+      c.policy_ = Policy::kRandom;
+      break;
+    case v1::Cluster::LEAST_REQUEST:
+      c.policy_ = Policy::kLeastRequest;
+      break;
+    default:
+      c.policy_ = Policy::kRoundRobin;
+      break;
+  }
+
+  const stats::Labels labels = {{"cluster", c.name_}};
+  ClusterStats& s = c.stats_;
+  s.rq_total = store->counter("sluice_cluster_upstream_rq_total",
+                              "Requests sent to the cluster's endpoints.", labels);
+  s.rq_reused = store->counter("sluice_cluster_upstream_rq_reused_total",
+                               "Requests sent on a pooled keep-alive connection.", labels);
+  s.rq_retry = store->counter(
+      "sluice_cluster_upstream_rq_retry_total",
+      "Requests retried on a fresh connection after a pooled one failed before answering.", labels);
+  s.rq_timeout = store->counter("sluice_cluster_upstream_rq_timeout_total",
+                                "Requests whose route timeout expired (answered 504).", labels);
+  s.rq_5xx = store->counter("sluice_cluster_upstream_rq_local_5xx_total",
+                            "Requests answered 502/503/504 by the proxy for this cluster.", labels);
+  s.cx_total =
+      store->counter("sluice_cluster_upstream_cx_total", "Upstream connections opened.", labels);
+  s.cx_connect_fail =
+      store->counter("sluice_cluster_upstream_cx_connect_fail_total",
+                     "Upstream connections that failed or timed out connecting.", labels);
+  s.cx_destroy_idle = store->counter("sluice_cluster_upstream_cx_idle_closed_total",
+                                     "Idle pooled connections closed by the upstream.", labels);
+  s.cx_active = store->gauge("sluice_cluster_upstream_cx_active",
+                             "Upstream connections open, busy or idle.", labels);
+  s.cx_idle = store->gauge("sluice_cluster_upstream_cx_idle",
+                           "Upstream connections idle in a keep-alive pool.", labels);
+  s.rq_time = store->histogram("sluice_cluster_upstream_rq_time_seconds",
+                               "Time from sending a request upstream to the response's end.",
+                               labels, stats::durationBuckets());
+  s.no_healthy =
+      store->counter("sluice_cluster_upstream_no_healthy_total",
+                     "Requests answered 503 because the cluster had no endpoint.", labels);
+
+  const auto& endpoints =
+      config.type() == v1::Cluster::EDS
+          ? (assignment != nullptr ? assignment : &v1::ClusterLoadAssignment::default_instance())
+                ->endpoints()
+          : config.endpoints();
+  std::vector<uint64_t> weights;
+  for (const v1::Endpoint& e : endpoints) {
+    Endpoint ep;
+    if (!resolve(e.address(), e.port(), &ep)) {
+      return absl::InvalidArgumentError(absl::StrCat("cluster '", c.name_, "': endpoint address '",
+                                                     e.address(), "' is not an IP address"));
+    }
+    ep.weight = e.weight() == 0 ? 1 : e.weight();
+    ep.pool_key = keys->key(c.name_, ep.name);
+    const stats::Labels el = {{"cluster", c.name_}, {"endpoint", ep.name}};
+    ep.rq_total =
+        store->counter("sluice_endpoint_upstream_rq_total", "Requests sent to one endpoint.", el);
+    ep.cx_active =
+        store->gauge("sluice_endpoint_upstream_cx_active", "Connections open to one endpoint.", el);
+    weights.push_back(ep.weight);
+    c.endpoints_.push_back(std::move(ep));
+  }
+  if (!weights.empty()) {
+    uint64_t total = std::accumulate(weights.begin(), weights.end(), uint64_t{0});
+    if (total > kMaxSchedule) {
+      for (uint64_t& w : weights) w = std::max<uint64_t>(1, w * kMaxSchedule / total);
+    }
+    c.schedule_ = smoothSchedule(weights);
+    uint64_t running = 0;
+    for (const Endpoint& ep : c.endpoints_) {
+      running += ep.weight;
+      c.cumulative_.push_back(running);
+    }
+  }
+  c.cursors_ = std::make_unique<Cursor[]>(workers);
+  // Workers start at different points so they do not all hit the first endpoint together.
+  for (int w = 0; w < workers; ++w) {
+    c.cursors_[w].value = c.schedule_.empty() ? 0 : w * c.schedule_.size() / workers;
+  }
+  return cluster;
+}
+
+}  // namespace sluice::upstream

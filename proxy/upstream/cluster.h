@@ -1,0 +1,117 @@
+#pragma once
+
+// A cluster compiled for one config generation: resolved endpoint addresses, the load
+// balancer's schedule, and the metric ids its requests count into. Immutable once built, except
+// for each worker's own load-balancer cursor.
+#include <sys/socket.h>
+
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "absl/status/statusor.h"
+#include "absl/time/time.h"
+#include "proxy/stats/store.h"
+#include "sluice/config/v1/cluster.pb.h"
+
+namespace sluice::upstream {
+
+// Stable small integers for (cluster, endpoint) pairs, so that a worker's connection pool for an
+// endpoint survives config generations that keep it. Main thread only.
+class PoolKeys {
+ public:
+  uint32_t key(const std::string& cluster, const std::string& endpoint);
+  uint32_t size() const { return static_cast<uint32_t>(keys_.size()); }
+
+ private:
+  std::vector<std::string> keys_;
+};
+
+struct ClusterStats {
+  stats::CounterId rq_total;         // requests sent upstream (retries included)
+  stats::CounterId rq_reused;        // ... of which on a pooled keep-alive connection
+  stats::CounterId rq_retry;         // retried on a fresh connection after a reused one failed
+  stats::CounterId rq_timeout;       // route timeout expired waiting for the response
+  stats::CounterId rq_5xx;           // local 502/503/504 answers caused by this cluster
+  stats::CounterId cx_total;         // connections opened
+  stats::CounterId cx_connect_fail;  // connections refused, reset or timed out while connecting
+  stats::CounterId cx_destroy_idle;  // idle pooled connections the peer closed
+  stats::GaugeId cx_active;          // connections open (busy or idle)
+  stats::GaugeId cx_idle;            // of which idle in a pool
+  stats::HistogramId rq_time;        // request start to response end, seconds
+  stats::CounterId no_healthy;       // requests answered 503: no endpoint
+};
+
+struct Endpoint {
+  sockaddr_storage addr{};
+  socklen_t addr_len = 0;
+  std::string name;  // "127.0.0.1:8081" or "[::1]:8081"
+  uint32_t weight = 1;
+  uint32_t pool_key = 0;
+  stats::CounterId rq_total;  // per endpoint: /clusters and round-robin tests read it
+  stats::GaugeId cx_active;
+};
+
+class Cluster {
+ public:
+  enum class Policy { kRoundRobin, kRandom, kLeastRequest };
+
+  // Declares the cluster's metrics in `store` (same names keep their counts across generations).
+  static absl::StatusOr<std::unique_ptr<Cluster>> compile(
+      const config::v1::Cluster& config, const config::v1::ClusterLoadAssignment* assignment,
+      int workers, stats::Store* store, PoolKeys* keys);
+
+  const std::string& name() const { return name_; }
+  absl::Duration connectTimeout() const { return connect_timeout_; }
+  uint32_t maxIdlePerEndpoint() const { return max_idle_; }
+  Policy policy() const { return policy_; }
+  const std::vector<Endpoint>& endpoints() const { return endpoints_; }
+  const ClusterStats& stats() const { return stats_; }
+
+  // The next endpoint for worker `worker`, or nullptr when the cluster has none. `random` is a
+  // uniformly random number; `active(endpoint index)` the worker's busy connections to it (for
+  // least-request). Lock-free: each worker advances only its own cursor.
+  template <class ActiveFn>
+  const Endpoint* pick(int worker, uint64_t random, const ActiveFn& active) const {
+    if (endpoints_.empty()) return nullptr;
+    switch (policy_) {
+      case Policy::kRandom:
+        return &endpoints_[weightedIndex(random)];
+      case Policy::kLeastRequest: {
+        // Power of two choices, weighted by the endpoints' weights.
+        size_t a = weightedIndex(random);
+        size_t b = weightedIndex(random >> 32 | random << 32);
+        return &endpoints_[active(a) * endpoints_[b].weight <= active(b) * endpoints_[a].weight
+                               ? a
+                               : b];
+      }
+      case Policy::kRoundRobin:
+      default: {
+        uint64_t& cursor = cursors_[worker].value;
+        return &endpoints_[schedule_[cursor++ % schedule_.size()]];
+      }
+    }
+  }
+
+ private:
+  Cluster() = default;
+  size_t weightedIndex(uint64_t random) const;
+
+  struct alignas(64) Cursor {
+    uint64_t value = 0;
+  };
+
+  std::string name_;
+  absl::Duration connect_timeout_;
+  uint32_t max_idle_ = 64;
+  Policy policy_ = Policy::kRoundRobin;
+  std::vector<Endpoint> endpoints_;
+  // Smooth weighted round-robin order of endpoint indexes over one cycle of the weights.
+  std::vector<uint32_t> schedule_;
+  std::vector<uint64_t> cumulative_;  // running weight totals, for weighted random picks
+  std::unique_ptr<Cursor[]> cursors_;
+  ClusterStats stats_;
+};
+
+}  // namespace sluice::upstream

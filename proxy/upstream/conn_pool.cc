@@ -1,0 +1,209 @@
+#include "proxy/upstream/conn_pool.h"
+
+#include <errno.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <algorithm>
+
+namespace sluice::upstream {
+
+void UpstreamConn::wantRead(bool on) {
+  if (on == reading_) return;
+  reading_ = on;
+  if (on) {
+    event_add(&read_ev_, nullptr);
+  } else {
+    event_del(&read_ev_);
+  }
+}
+
+void UpstreamConn::wantWrite(bool on) {
+  if (on == writing_) return;
+  writing_ = on;
+  if (on) {
+    event_add(&write_ev_, nullptr);
+  } else {
+    event_del(&write_ev_);
+  }
+}
+
+bool UpstreamConn::flush() {
+  while (evbuffer_get_length(out_) > 0) {
+    int n = evbuffer_write(out_, fd_);
+    if (n < 0) {
+      if (errno == EAGAIN || errno == EINTR) break;
+      return false;
+    }
+    if (n == 0) break;
+  }
+  wantWrite(evbuffer_get_length(out_) > 0);
+  return true;
+}
+
+void UpstreamConn::onEvent(evutil_socket_t, short what, void* arg) {
+  auto* conn = static_cast<UpstreamConn*>(arg);
+  if (conn->owner_ == nullptr) {
+    conn->pool_->onIdleEvent(conn);
+    return;
+  }
+  if (!conn->connected_) {
+    // The connect's outcome: writable (check SO_ERROR) or the connect timeout.
+    int err = 0;
+    socklen_t len = sizeof(err);
+    bool timed_out = (what & EV_TIMEOUT) != 0;
+    if (conn->connect_error_ != 0) {
+      err = conn->connect_error_;
+    } else if (!timed_out && getsockopt(conn->fd_, SOL_SOCKET, SO_ERROR, &err, &len) < 0) {
+      err = errno;
+    }
+    if (timed_out || err != 0) {
+      conn->pool_->cells_->add(conn->cluster_stats_.cx_connect_fail);
+      conn->writing_ = false;
+      event_del(&conn->write_ev_);
+      errno = timed_out ? ETIMEDOUT : err;
+      conn->owner_->onUpstreamConnectFailed(conn, timed_out);
+      return;
+    }
+    conn->connected_ = true;
+    conn->writing_ = false;
+    event_del(&conn->write_ev_);
+    conn->owner_->onUpstreamConnected(conn);
+    return;
+  }
+  if (what & EV_READ) {
+    conn->owner_->onUpstreamReadable(conn);
+    return;  // the owner may have released or destroyed the connection
+  }
+  if (what & EV_WRITE) conn->owner_->onUpstreamWritable(conn);
+}
+
+ConnPool::ConnPool(event_base* base, stats::Cells* cells) : base_(base), cells_(cells) {}
+
+ConnPool::~ConnPool() { drain(); }
+
+ConnPool::EndpointPool& ConnPool::poolFor(uint32_t key) {
+  if (key >= pools_.size()) pools_.resize(key + 1);
+  return pools_[key];
+}
+
+uint32_t ConnPool::busy(uint32_t pool_key) const {
+  return pool_key < pools_.size() ? pools_[pool_key].busy : 0;
+}
+
+size_t ConnPool::idleCount() const {
+  size_t n = 0;
+  for (const EndpointPool& p : pools_) n += p.idle.size();
+  return n;
+}
+
+UpstreamConn* ConnPool::acquire(const Cluster& cluster, const Endpoint& endpoint,
+                                UpstreamOwner* owner, bool* reused) {
+  EndpointPool& pool = poolFor(endpoint.pool_key);
+  if (!pool.idle.empty()) {
+    UpstreamConn* conn = pool.idle.back();
+    pool.idle.pop_back();
+    cells_->gaugeAdd(conn->cluster_stats_.cx_idle, -1);
+    conn->wantRead(false);
+    conn->owner_ = owner;
+    conn->max_idle_ = cluster.maxIdlePerEndpoint();
+    conn->uses_++;
+    pool.busy++;
+    *reused = true;
+    return conn;
+  }
+  *reused = false;
+  int fd = socket(endpoint.addr.ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+  if (fd < 0) return nullptr;
+  int one = 1;
+  setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+  auto* conn = new UpstreamConn();
+  conn->pool_ = this;
+  conn->owner_ = owner;
+  conn->fd_ = fd;
+  conn->pool_key_ = endpoint.pool_key;
+  conn->max_idle_ = cluster.maxIdlePerEndpoint();
+  conn->endpoint_ = endpoint;
+  conn->cluster_stats_ = cluster.stats();
+  conn->in_ = evbuffer_new();
+  conn->out_ = evbuffer_new();
+  event_assign(&conn->read_ev_, base_, fd, EV_READ | EV_PERSIST, &UpstreamConn::onEvent, conn);
+  event_assign(&conn->write_ev_, base_, fd, EV_WRITE | EV_PERSIST, &UpstreamConn::onEvent, conn);
+  pool.busy++;
+  cells_->add(conn->cluster_stats_.cx_total);
+  cells_->gaugeAdd(conn->cluster_stats_.cx_active, 1);
+  cells_->gaugeAdd(conn->endpoint_.cx_active, 1);
+  int rc = connect(fd, reinterpret_cast<const sockaddr*>(&endpoint.addr), endpoint.addr_len);
+  // Even an immediate result (loopback) is reported from the loop, so the owner sees one order
+  // of events: acquire returns, then connected or failed.
+  if (rc < 0 && errno != EINPROGRESS) conn->connect_error_ = errno;
+  absl::Duration timeout = cluster.connectTimeout();
+  timeval tv = absl::ToTimeval(timeout);
+  conn->writing_ = true;
+  event_add(&conn->write_ev_, &tv);
+  return conn;
+}
+
+void ConnPool::release(UpstreamConn* conn) {
+  EndpointPool& pool = poolFor(conn->pool_key_);
+  pool.busy--;
+  if (draining_ || pool.idle.size() >= conn->max_idle_ || evbuffer_get_length(conn->in_) > 0 ||
+      evbuffer_get_length(conn->out_) > 0) {
+    pool.busy++;  // destroy() counts it out
+    destroy(conn);
+    return;
+  }
+  conn->owner_ = nullptr;
+  conn->wantWrite(false);
+  conn->wantRead(true);  // anything the upstream sends now is EOF or garbage: drop the conn
+  pool.idle.push_back(conn);
+  cells_->gaugeAdd(conn->cluster_stats_.cx_idle, 1);
+}
+
+void ConnPool::removeIdle(UpstreamConn* conn) {
+  EndpointPool& pool = poolFor(conn->pool_key_);
+  auto it = std::find(pool.idle.begin(), pool.idle.end(), conn);
+  if (it != pool.idle.end()) {
+    pool.idle.erase(it);
+    cells_->gaugeAdd(conn->cluster_stats_.cx_idle, -1);
+  }
+}
+
+void ConnPool::onIdleEvent(UpstreamConn* conn) {
+  cells_->add(conn->cluster_stats_.cx_destroy_idle);
+  removeIdle(conn);
+  poolFor(conn->pool_key_).busy++;  // destroy() counts a busy connection out
+  destroy(conn);
+}
+
+void ConnPool::destroy(UpstreamConn* conn) {
+  poolFor(conn->pool_key_).busy--;
+  event_del(&conn->read_ev_);
+  event_del(&conn->write_ev_);
+  close(conn->fd_);
+  evbuffer_free(conn->in_);
+  evbuffer_free(conn->out_);
+  cells_->gaugeAdd(conn->cluster_stats_.cx_active, -1);
+  cells_->gaugeAdd(conn->endpoint_.cx_active, -1);
+  delete conn;
+}
+
+void ConnPool::drainEndpoint(uint32_t pool_key) {
+  EndpointPool& pool = poolFor(pool_key);
+  while (!pool.idle.empty()) {
+    UpstreamConn* conn = pool.idle.back();
+    pool.idle.pop_back();
+    cells_->gaugeAdd(conn->cluster_stats_.cx_idle, -1);
+    pool.busy++;
+    destroy(conn);
+  }
+}
+
+void ConnPool::drain() {
+  draining_ = true;
+  for (uint32_t key = 0; key < pools_.size(); ++key) drainEndpoint(key);
+}
+
+}  // namespace sluice::upstream
