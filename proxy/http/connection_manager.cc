@@ -1,0 +1,1308 @@
+#include "proxy/http/connection_manager.h"
+
+#include <arpa/inet.h>
+#include <errno.h>
+#include <event2/buffer.h>
+#include <event2/event_struct.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <chrono>
+#include <cstring>
+#include <random>
+
+#include "common/log/log.h"
+#include "proxy/http/chunked.h"
+#include "proxy/router/route_table.h"
+
+namespace sluice::http {
+namespace {
+
+using Clock = std::chrono::steady_clock;
+
+constexpr size_t kReadChunk = 64 * 1024;
+// How long a closing connection keeps reading (and discarding) what the client still sends, so
+// that closing with unread bytes does not reset the connection before the client reads our
+// answer (nginx's lingering close).
+constexpr absl::Duration kLingerTimeout = absl::Seconds(2);
+constexpr std::string_view kVia = "1.1 sluice";
+constexpr std::string_view k100Continue = "HTTP/1.1 100 Continue\r\n\r\n";
+
+void add(evbuffer* b, std::string_view s) { evbuffer_add(b, s.data(), s.size()); }
+
+void addHeader(evbuffer* b, std::string_view name, std::string_view value) {
+  add(b, name);
+  add(b, ": ");
+  add(b, value);
+  add(b, "\r\n");
+}
+
+void addNumber(evbuffer* b, uint64_t n) {
+  char buf[24];
+  char* end = buf + sizeof(buf);
+  char* p = end;
+  do {
+    *--p = static_cast<char>('0' + n % 10);
+    n /= 10;
+  } while (n != 0);
+  evbuffer_add(b, p, end - p);
+}
+
+bool startsWithIgnoreCase(std::string_view s, std::string_view prefix) {
+  return s.size() >= prefix.size() && equalsIgnoreCase(s.substr(0, prefix.size()), prefix);
+}
+
+bool inList(std::string_view name, const std::vector<std::string>& lower_names) {
+  for (const std::string& n : lower_names) {
+    if (equalsIgnoreCase(name, n)) return true;
+  }
+  return false;
+}
+
+// Headers that describe one hop or the message framing: never copied, regenerated instead.
+bool isHopByHop(std::string_view name) {
+  static constexpr std::string_view kNames[] = {
+      "connection", "keep-alive",        "proxy-connection", "te",     "trailer",
+      "upgrade",    "transfer-encoding", "content-length",   "expect", "proxy-authenticate",
+  };
+  for (std::string_view n : kNames) {
+    if (equalsIgnoreCase(name, n)) return true;
+  }
+  return false;
+}
+
+template <class Head>
+bool namedByConnection(const Head& head, std::string_view name) {
+  for (size_t i = 0; i < head.connection_token_count; ++i) {
+    if (equalsIgnoreCase(head.connection_tokens[i], name)) return true;
+  }
+  return false;
+}
+
+// Whether a header is replaced or removed by `ops` (removals, and additions that replace).
+bool removedBy(const router::HeaderOps& ops, std::string_view name) {
+  if (inList(name, ops.remove)) return true;
+  for (const auto& a : ops.add) {
+    if (!a.append && equalsIgnoreCase(name, a.name)) return true;
+  }
+  return false;
+}
+
+void addOps(evbuffer* b, const router::HeaderOps& ops) {
+  for (const auto& a : ops.add) addHeader(b, a.name, a.value);
+}
+
+std::string_view reasonPhrase(int status) {
+  switch (status) {
+    case 100:
+      return "Continue";
+    case 200:
+      return "OK";
+    case 201:
+      return "Created";
+    case 202:
+      return "Accepted";
+    case 204:
+      return "No Content";
+    case 301:
+      return "Moved Permanently";
+    case 302:
+      return "Found";
+    case 303:
+      return "See Other";
+    case 304:
+      return "Not Modified";
+    case 307:
+      return "Temporary Redirect";
+    case 308:
+      return "Permanent Redirect";
+    case 400:
+      return "Bad Request";
+    case 401:
+      return "Unauthorized";
+    case 403:
+      return "Forbidden";
+    case 404:
+      return "Not Found";
+    case 405:
+      return "Method Not Allowed";
+    case 408:
+      return "Request Timeout";
+    case 413:
+      return "Content Too Large";
+    case 414:
+      return "URI Too Long";
+    case 417:
+      return "Expectation Failed";
+    case 429:
+      return "Too Many Requests";
+    case 431:
+      return "Request Header Fields Too Large";
+    case 500:
+      return "Internal Server Error";
+    case 501:
+      return "Not Implemented";
+    case 502:
+      return "Bad Gateway";
+    case 503:
+      return "Service Unavailable";
+    case 504:
+      return "Gateway Timeout";
+    case 505:
+      return "HTTP Version Not Supported";
+    default:
+      return "Status";
+  }
+}
+
+class HeadHeaders : public router::HeaderSource {
+ public:
+  explicit HeadHeaders(const RequestHead& head) : head_(head) {}
+  bool find(std::string_view name, std::string_view* value) const override {
+    const Header* h = head_.find(name);
+    if (h == nullptr) return false;
+    *value = h->value;
+    return true;
+  }
+
+ private:
+  const RequestHead& head_;
+};
+
+void formatPeer(const sockaddr_storage& peer, char* out, size_t cap) {
+  out[0] = '\0';
+  if (peer.ss_family == AF_INET) {
+    inet_ntop(AF_INET, &reinterpret_cast<const sockaddr_in*>(&peer)->sin_addr, out, cap);
+  } else if (peer.ss_family == AF_INET6) {
+    inet_ntop(AF_INET6, &reinterpret_cast<const sockaddr_in6*>(&peer)->sin6_addr, out, cap);
+  }
+}
+
+}  // namespace
+
+WorkerContext::WorkerContext(int index, event_base* base, stats::Cells* cells)
+    : index(index),
+      base(base),
+      cells(cells),
+      pool(base, cells),
+      request_head(std::make_unique<RequestHead>()),
+      response_head(std::make_unique<ResponseHead>()) {
+  std::random_device rd;
+  rng_ = (uint64_t{rd()} << 32 | rd()) | 1;
+}
+
+WorkerContext::~WorkerContext() {
+  if (reaper != nullptr) event_free(reaper);
+}
+
+uint64_t WorkerContext::random() {
+  rng_ ^= rng_ >> 12;
+  rng_ ^= rng_ << 25;
+  rng_ ^= rng_ >> 27;
+  return rng_ * 0x2545F4914F6CDD1DULL;
+}
+
+class DownstreamConnection : public upstream::UpstreamOwner {
+ public:
+  DownstreamConnection(WorkerContext* worker, int fd, const sockaddr_storage& peer,
+                       std::shared_ptr<const server::Generation> generation,
+                       const server::ListenerConfig* listener,
+                       std::shared_ptr<ListenerCounter> counter);
+  ~DownstreamConnection() override;
+
+  void start();
+  // Drain: close now if between requests, else after the current response.
+  void drain();
+  bool closed() const { return phase_ == Phase::kClosed; }
+  void closeNow();
+
+  void onUpstreamConnected(upstream::UpstreamConn* conn) override;
+  void onUpstreamConnectFailed(upstream::UpstreamConn* conn, bool timed_out) override;
+  void onUpstreamReadable(upstream::UpstreamConn* conn) override;
+  void onUpstreamWritable(upstream::UpstreamConn* conn) override;
+
+ private:
+  enum class Phase {
+    kHead,       // waiting for (the rest of) a request head
+    kStream,     // a request is in progress
+    kClosing,    // flushing the last response, then lingering
+    kLingering,  // output shut down; discarding input until EOF or timeout
+    kClosed,
+  };
+  enum class Timer { kNone, kHeader, kIdle, kLinger };
+  enum class BodyMode { kNone, kLength, kChunked, kClose };
+
+  static void onSocket(evutil_socket_t fd, short what, void* arg);
+  static void onTimer(evutil_socket_t fd, short what, void* arg);
+  static void onRouteTimeout(evutil_socket_t fd, short what, void* arg);
+
+  void onReadable();
+  void onWritable();
+  void process();
+  void parseHead();
+  void startRequest(RequestHead& head);
+  void forward(RequestHead& head, const server::Generation& gen, const router::Route& route,
+               const upstream::Cluster& cluster);
+  void writeUpstreamHead(const RequestHead& head, const router::Route& route,
+                         const upstream::Endpoint& endpoint, evbuffer* b);
+  bool connectUpstream(bool fresh);
+  void pumpRequestBody();
+  void requestComplete();
+  void processUpstream();
+  bool writeResponseHead(const ResponseHead& head);
+  void pumpResponseBody();
+  void responseComplete();
+  void upstreamFailed(const char* what);
+  void releaseUpstream(bool reusable);
+
+  // Answers from the proxy itself. `close` ends the connection after the answer.
+  void localReply(int status, std::string_view body, bool close,
+                  const router::HeaderOps* ops = nullptr, std::string_view location = {});
+  void reject(const Error& err);
+  // Whether the request body (if any) is already entirely buffered; if so it is dropped.
+  bool discardBufferedBody();
+  void countResponse(int status);
+  void endStream(bool close);
+  void beginClose();
+  void flushDownstream();
+  void updateReadInterest();
+  void setTimer(Timer timer, absl::Duration d);
+  void wantRead(bool on);
+  void wantWrite(bool on);
+
+  WorkerContext* worker_;
+  int fd_;
+  char peer_[INET6_ADDRSTRLEN] = {};
+  std::shared_ptr<const server::Generation> accept_gen_;
+  std::string listener_name_;
+  std::shared_ptr<ListenerCounter> counter_;
+  server::ListenerStats lstats_;
+  Limits limits_;
+  size_t window_;
+  absl::Duration header_timeout_, idle_timeout_;
+
+  Phase phase_ = Phase::kHead;
+  Timer timer_kind_ = Timer::kNone;
+  bool reading_ = false, writing_ = false;
+  bool peer_closed_ = false;
+  bool drain_ = false;
+  event sock_read_, sock_write_, timer_, route_timer_;
+  evbuffer* in_;
+  evbuffer* out_;
+  HeadScan scan_;
+  bool head_bytes_seen_ = false;
+
+  // The request in progress.
+  std::shared_ptr<const server::Generation> gen_;
+  const router::Route* route_ = nullptr;
+  const upstream::Cluster* cluster_ = nullptr;
+  const upstream::Endpoint* endpoint_ = nullptr;
+  Clock::time_point start_;
+  Clock::time_point upstream_start_;
+  Method method_ = Method::kGet;
+  uint8_t version_minor_ = 1;
+  bool keep_alive_ = true;
+  BodyMode req_mode_ = BodyMode::kNone;
+  uint64_t req_remaining_ = 0;
+  ChunkedDecoder req_chunked_;
+  bool req_done_ = false;
+  upstream::UpstreamConn* up_ = nullptr;
+  bool reused_ = false;
+  bool retried_ = false;
+  evbuffer* head_copy_;  // the upstream head of a bodyless request, kept for one retry
+  bool retryable_ = false;
+  // Response side.
+  HeadScan resp_scan_;
+  bool response_started_ = false;  // a final response head was sent to the client
+  int status_ = 0;
+  BodyMode resp_mode_ = BodyMode::kNone;
+  bool resp_rechunk_ = false;  // body until close, sent chunked to an HTTP/1.1 client
+  bool resp_dechunk_ = false;  // chunked body sent close-delimited to an HTTP/1.0 client
+  uint64_t resp_remaining_ = 0;
+  ChunkedDecoder resp_chunked_;
+  bool resp_keep_alive_ = true;
+  bool close_after_ = false;
+  bool upstream_eof_ = false;  // a close-delimited body's end was read
+  bool in_process_ = false;    // process() is on the stack: it serves pipelined requests itself
+};
+
+DownstreamConnection::DownstreamConnection(WorkerContext* worker, int fd,
+                                           const sockaddr_storage& peer,
+                                           std::shared_ptr<const server::Generation> generation,
+                                           const server::ListenerConfig* listener,
+                                           std::shared_ptr<ListenerCounter> counter)
+    : worker_(worker),
+      fd_(fd),
+      accept_gen_(std::move(generation)),
+      listener_name_(listener->name),
+      counter_(std::move(counter)),
+      lstats_(listener->stats),
+      limits_(listener->limits),
+      window_(listener->buffer_limit),
+      header_timeout_(listener->request_headers_timeout),
+      idle_timeout_(listener->idle_timeout),
+      req_chunked_(listener->limits),
+      resp_chunked_(listener->limits) {
+  formatPeer(peer, peer_, sizeof(peer_));
+  in_ = evbuffer_new();
+  out_ = evbuffer_new();
+  head_copy_ = evbuffer_new();
+  event_assign(&sock_read_, worker->base, fd, EV_READ | EV_PERSIST, &onSocket, this);
+  event_assign(&sock_write_, worker->base, fd, EV_WRITE | EV_PERSIST, &onSocket, this);
+  event_assign(&timer_, worker->base, -1, 0, &onTimer, this);
+  event_assign(&route_timer_, worker->base, -1, 0, &onRouteTimeout, this);
+  worker->cells->add(lstats_.cx_total);
+  worker->cells->gaugeAdd(lstats_.cx_active, 1);
+}
+
+DownstreamConnection::~DownstreamConnection() {
+  evbuffer_free(in_);
+  evbuffer_free(out_);
+  evbuffer_free(head_copy_);
+}
+
+void DownstreamConnection::start() {
+  setTimer(Timer::kHeader, header_timeout_);
+  wantRead(true);
+}
+
+void DownstreamConnection::wantRead(bool on) {
+  if (on == reading_ || phase_ == Phase::kClosed) return;
+  reading_ = on;
+  if (on) {
+    event_add(&sock_read_, nullptr);
+  } else {
+    event_del(&sock_read_);
+  }
+}
+
+void DownstreamConnection::wantWrite(bool on) {
+  if (on == writing_ || phase_ == Phase::kClosed) return;
+  writing_ = on;
+  if (on) {
+    event_add(&sock_write_, nullptr);
+  } else {
+    event_del(&sock_write_);
+  }
+}
+
+void DownstreamConnection::setTimer(Timer timer, absl::Duration d) {
+  timer_kind_ = timer;
+  if (timer == Timer::kNone) {
+    event_del(&timer_);
+    return;
+  }
+  timeval tv = absl::ToTimeval(d);
+  event_add(&timer_, &tv);
+}
+
+void DownstreamConnection::onSocket(evutil_socket_t, short what, void* arg) {
+  auto* c = static_cast<DownstreamConnection*>(arg);
+  if (what & EV_READ) {
+    c->onReadable();
+  } else if (what & EV_WRITE) {
+    c->onWritable();
+  }
+}
+
+void DownstreamConnection::onTimer(evutil_socket_t, short, void* arg) {
+  auto* c = static_cast<DownstreamConnection*>(arg);
+  switch (c->timer_kind_) {
+    case Timer::kHeader:
+      c->timer_kind_ = Timer::kNone;
+      if (c->phase_ != Phase::kHead) return;
+      if (evbuffer_get_length(c->in_) == 0 && !c->head_bytes_seen_) {
+        c->closeNow();
+        return;
+      }
+      c->worker_->cells->add(c->lstats_.rq_timeout);
+      c->localReply(408, "request header timeout\n", true);
+      return;
+    case Timer::kIdle:
+    case Timer::kLinger:
+      c->timer_kind_ = Timer::kNone;
+      c->closeNow();
+      return;
+    case Timer::kNone:
+      return;
+  }
+}
+
+void DownstreamConnection::onRouteTimeout(evutil_socket_t, short, void* arg) {
+  auto* c = static_cast<DownstreamConnection*>(arg);
+  if (c->phase_ != Phase::kStream || c->response_started_ || c->cluster_ == nullptr) return;
+  c->worker_->cells->add(c->cluster_->stats().rq_timeout);
+  c->releaseUpstream(false);
+  c->worker_->cells->add(c->cluster_->stats().rq_5xx);
+  c->localReply(504, "upstream request timeout\n", !c->req_done_);
+}
+
+void DownstreamConnection::onReadable() {
+  if (phase_ == Phase::kLingering) {
+    char buf[16 * 1024];
+    ssize_t n = read(fd_, buf, sizeof(buf));
+    if (n == 0 || (n < 0 && errno != EAGAIN && errno != EINTR)) closeNow();
+    return;
+  }
+  int n = evbuffer_read(in_, fd_, kReadChunk);
+  if (n == 0) {
+    peer_closed_ = true;
+  } else if (n < 0) {
+    if (errno == EAGAIN || errno == EINTR) return;
+    peer_closed_ = true;
+  }
+  process();
+}
+
+void DownstreamConnection::process() {
+  in_process_ = true;
+  // Serve every complete pipelined request already buffered, one after another.
+  for (;;) {
+    Phase before = phase_;
+    size_t buffered = evbuffer_get_length(in_);
+    if (phase_ == Phase::kHead) {
+      parseHead();
+    } else if (phase_ == Phase::kStream && !req_done_) {
+      pumpRequestBody();
+    }
+    if (phase_ == Phase::kClosed) {
+      in_process_ = false;
+      return;
+    }
+    if (phase_ == before && evbuffer_get_length(in_) == buffered) break;
+    if (phase_ != Phase::kHead && phase_ != Phase::kStream) break;
+  }
+  in_process_ = false;
+  if (peer_closed_) {
+    if (phase_ == Phase::kHead) {
+      // Nothing in progress, or a head that will never be finished.
+      closeNow();
+      return;
+    }
+    if (phase_ == Phase::kStream && !req_done_) {
+      // The client went away in the middle of its request: nothing can complete it.
+      releaseUpstream(false);
+      closeNow();
+      return;
+    }
+    if (phase_ == Phase::kLingering) {
+      closeNow();
+      return;
+    }
+  }
+  updateReadInterest();
+}
+
+void DownstreamConnection::updateReadInterest() {
+  bool on = false;
+  if (!peer_closed_) {
+    switch (phase_) {
+      case Phase::kHead:
+        on = true;
+        break;
+      case Phase::kStream:
+        if (!req_done_) {
+          on = up_ != nullptr && evbuffer_get_length(up_->out()) < window_;
+        } else {
+          on = evbuffer_get_length(in_) < window_;  // pipelined requests wait here
+        }
+        break;
+      case Phase::kClosing:
+        on = false;
+        break;
+      case Phase::kLingering:
+        on = true;
+        break;
+      case Phase::kClosed:
+        return;
+    }
+  }
+  wantRead(on);
+}
+
+void DownstreamConnection::parseHead() {
+  size_t len = evbuffer_get_length(in_);
+  if (len == 0) return;
+  if (!head_bytes_seen_) {
+    head_bytes_seen_ = true;
+    if (timer_kind_ != Timer::kHeader) setTimer(Timer::kHeader, header_timeout_);
+  }
+  size_t want = std::min(len, limits_.max_head_bytes + 1);
+  const char* data = reinterpret_cast<const char*>(evbuffer_pullup(in_, want));
+  size_t head_len = 0;
+  Error err;
+  ParseStatus st = findHeadEnd(std::string_view(data, want), limits_, &scan_, &head_len, &err);
+  if (st == ParseStatus::kIncomplete) return;
+  if (st == ParseStatus::kError) {
+    reject(err);
+    return;
+  }
+  RequestHead& head = *worker_->request_head;
+  st = parseRequestHead(std::string_view(data, head_len), limits_, &head, &err);
+  if (st != ParseStatus::kDone) {
+    if (st == ParseStatus::kIncomplete) err = Error{400, "incomplete request head"};
+    reject(err);
+    return;
+  }
+  startRequest(head);
+}
+
+void DownstreamConnection::reject(const Error& err) {
+  worker_->cells->add(lstats_.rq_rejected);
+  log::debug("rejecting request from %s on %s: %d %s", peer_, listener_name_, err.status,
+             err.reason);
+  std::string body = std::string(err.reason) + "\n";
+  evbuffer_drain(in_, evbuffer_get_length(in_));
+  localReply(err.status, body, true);
+}
+
+void DownstreamConnection::startRequest(RequestHead& head) {
+  phase_ = Phase::kStream;
+  setTimer(Timer::kNone, absl::ZeroDuration());
+  start_ = Clock::now();
+  method_ = head.method_kind;
+  version_minor_ = head.version_minor;
+  keep_alive_ = head.keep_alive && !drain_ && !worker_->draining;
+  req_done_ = false;
+  response_started_ = false;
+  retried_ = false;
+  upstream_eof_ = false;
+  route_ = nullptr;
+  cluster_ = nullptr;
+  endpoint_ = nullptr;
+  resp_scan_.reset();
+  switch (bodyKind(head)) {
+    case BodyKind::kChunked:
+      req_mode_ = BodyMode::kChunked;
+      req_chunked_.reset();
+      break;
+    case BodyKind::kContentLength:
+      req_mode_ = *head.content_length > 0 ? BodyMode::kLength : BodyMode::kNone;
+      req_remaining_ = *head.content_length;
+      break;
+    default:
+      req_mode_ = BodyMode::kNone;
+      break;
+  }
+
+  // The newest generation that still has this connection's listener; a listener removed since
+  // the accept keeps serving its connections on the generation they were accepted on.
+  gen_ = worker_->generation;
+  const server::ListenerConfig* listener =
+      gen_ != nullptr ? gen_->listener(listener_name_) : nullptr;
+  if (listener == nullptr) {
+    gen_ = accept_gen_;
+    listener = gen_->listener(listener_name_);
+    keep_alive_ = false;
+  }
+  const router::RouteTable* table = gen_->routeTable(listener->route_config);
+  HeadHeaders headers(head);
+  router::RequestView view{head.method, head.host, head.path, head.query, &headers};
+  const router::Route* route = table != nullptr ? table->route(view) : nullptr;
+  route_ = route;
+  if (route == nullptr) {
+    evbuffer_drain(in_, head.head_len);
+    localReply(404, "no route\n", !discardBufferedBody());
+    return;
+  }
+  switch (route->action) {
+    case router::Route::Action::kDirectResponse:
+      evbuffer_drain(in_, head.head_len);
+      localReply(static_cast<int>(route->status), route->body, !discardBufferedBody(),
+                 &route->response_headers);
+      return;
+    case router::Route::Action::kRedirect: {
+      std::string location;
+      std::string_view scheme = route->scheme_redirect.empty() ? "http" : route->scheme_redirect;
+      location.append(scheme).append("://");
+      location.append(route->host_redirect.empty() ? head.host : route->host_redirect);
+      if (!route->path_redirect.empty()) {
+        location.append(route->path_redirect);
+      } else if (!route->prefix_rewrite.empty() &&
+                 route->path_kind == router::Route::PathKind::kPrefix) {
+        location.append(route->prefix_rewrite).append(head.path.substr(route->path.size()));
+      } else {
+        location.append(head.path);
+      }
+      if (head.has_query && !route->strip_query) location.append("?").append(head.query);
+      evbuffer_drain(in_, head.head_len);
+      localReply(static_cast<int>(route->redirect_code), "", !discardBufferedBody(),
+                 &route->response_headers, location);
+      return;
+    }
+    case router::Route::Action::kCluster:
+      break;
+  }
+  uint32_t index = route->pickCluster(worker_->random());
+  cluster_ = gen_->clusters[index].get();
+  forward(head, *gen_, *route, *cluster_);
+}
+
+void DownstreamConnection::forward(RequestHead& head, const server::Generation&,
+                                   const router::Route& route, const upstream::Cluster& cluster) {
+  const upstream::Endpoint* endpoint =
+      cluster.pick(worker_->index, worker_->random(),
+                   [&](size_t i) { return worker_->pool.busy(cluster.endpoints()[i].pool_key); });
+  if (endpoint == nullptr) {
+    worker_->cells->add(cluster.stats().no_healthy);
+    worker_->cells->add(cluster.stats().rq_5xx);
+    evbuffer_drain(in_, head.head_len);
+    localReply(503, "no healthy upstream\n", !discardBufferedBody());
+    return;
+  }
+  endpoint_ = endpoint;
+  evbuffer_drain(head_copy_, evbuffer_get_length(head_copy_));
+  writeUpstreamHead(head, route, *endpoint, head_copy_);
+  const bool expect_continue = head.expect_continue;
+  evbuffer_drain(in_, head.head_len);  // `head` is invalid from here on
+  retryable_ = req_mode_ == BodyMode::kNone;
+  if (req_mode_ == BodyMode::kNone) req_done_ = true;
+  upstream_start_ = Clock::now();
+  if (!connectUpstream(false)) return;
+  if (expect_continue && req_mode_ != BodyMode::kNone && evbuffer_get_length(in_) == 0) {
+    add(out_, k100Continue);
+    flushDownstream();
+  }
+  if (req_done_) {
+    requestComplete();
+  } else {
+    pumpRequestBody();
+  }
+}
+
+bool DownstreamConnection::connectUpstream(bool fresh) {
+  const upstream::ClusterStats& cs = cluster_->stats();
+  bool reused = false;
+  upstream::UpstreamConn* conn = nullptr;
+  if (fresh) {
+    // A retry must not take another pooled connection that may be just as stale.
+    worker_->pool.drainEndpoint(endpoint_->pool_key);
+  }
+  conn = worker_->pool.acquire(*cluster_, *endpoint_, this, &reused);
+  if (conn == nullptr) {
+    worker_->cells->add(cs.cx_connect_fail);
+    worker_->cells->add(cs.rq_5xx);
+    localReply(502, "upstream connect error\n", !req_done_ || !discardBufferedBody());
+    return false;
+  }
+  up_ = conn;
+  reused_ = reused;
+  worker_->cells->add(cs.rq_total);
+  worker_->cells->add(endpoint_->rq_total);
+  if (reused) worker_->cells->add(cs.rq_reused);
+  if (retryable_) {
+    size_t n = evbuffer_get_length(head_copy_);
+    evbuffer_add(up_->out(), evbuffer_pullup(head_copy_, n), n);
+  } else {
+    evbuffer_add_buffer(up_->out(), head_copy_);
+  }
+  if (up_->connected()) {
+    up_->wantRead(true);
+    if (!up_->flush()) {
+      upstreamFailed("upstream write error");
+      return false;
+    }
+  }
+  return true;
+}
+
+void DownstreamConnection::writeUpstreamHead(const RequestHead& head, const router::Route& route,
+                                             const upstream::Endpoint& endpoint, evbuffer* b) {
+  add(b, head.method);
+  add(b, " ");
+  if (!route.prefix_rewrite.empty() && route.path_kind == router::Route::PathKind::kPrefix) {
+    add(b, route.prefix_rewrite);
+    add(b, head.path.substr(route.path.size()));
+  } else {
+    add(b, head.path);
+  }
+  if (head.has_query) {
+    add(b, "?");
+    add(b, head.query);
+  }
+  add(b, " HTTP/1.1\r\n");
+  const router::HeaderOps& ops = route.request_headers;
+  if (!route.host_rewrite.empty()) {
+    addHeader(b, "host", route.host_rewrite);
+  } else if (!head.host.empty()) {
+    addHeader(b, "host", head.host);
+  } else {
+    addHeader(b, "host", endpoint.name);
+  }
+  bool has_request_id = false;
+  for (const Header& h : head.headerList()) {
+    if (equalsIgnoreCase(h.name, "host") || isHopByHop(h.name) ||
+        startsWithIgnoreCase(h.name, "x-sluice-") ||
+        equalsIgnoreCase(h.name, "x-forwarded-proto") || namedByConnection(head, h.name) ||
+        removedBy(ops, h.name)) {
+      continue;
+    }
+    if (equalsIgnoreCase(h.name, "x-request-id")) has_request_id = true;
+    addHeader(b, h.name, h.value);
+  }
+  addHeader(b, "x-forwarded-for", peer_);
+  addHeader(b, "x-forwarded-proto", "http");
+  if (!has_request_id && !removedBy(ops, "x-request-id")) {
+    // A random UUID (version 4).
+    uint64_t hi = worker_->random(), lo = worker_->random();
+    char id[37];
+    static constexpr char kHex[] = "0123456789abcdef";
+    hi = (hi & ~uint64_t{0xF000}) | 0x4000;
+    lo = (lo & ~(uint64_t{0xC} << 60)) | (uint64_t{0x8} << 60);
+    int p = 0;
+    for (int i = 15; i >= 0; --i) {
+      id[p++] = kHex[(hi >> (i * 4)) & 0xF];
+      if (p == 8 || p == 13 || p == 18) id[p++] = '-';
+    }
+    for (int i = 15; i >= 0; --i) {
+      id[p++] = kHex[(lo >> (i * 4)) & 0xF];
+      if (p == 23) id[p++] = '-';
+    }
+    addHeader(b, "x-request-id", std::string_view(id, 36));
+  }
+  addHeader(b, "via", kVia);
+  addOps(b, ops);
+  if (req_mode_ == BodyMode::kChunked) {
+    addHeader(b, "transfer-encoding", "chunked");
+  } else if (head.content_length.has_value()) {
+    add(b, "content-length: ");
+    addNumber(b, *head.content_length);
+    add(b, "\r\n");
+  }
+  add(b, "\r\n");
+}
+
+void DownstreamConnection::pumpRequestBody() {
+  if (up_ == nullptr || req_done_) return;
+  evbuffer* to = up_->out();
+  while (!req_done_ && evbuffer_get_length(in_) > 0 && evbuffer_get_length(to) < window_) {
+    if (req_mode_ == BodyMode::kLength) {
+      size_t n = std::min<uint64_t>(req_remaining_, evbuffer_get_length(in_));
+      evbuffer_remove_buffer(in_, to, n);
+      req_remaining_ -= n;
+      if (req_remaining_ == 0) req_done_ = true;
+    } else {
+      // Chunked: validate and forward the framing as received.
+      evbuffer_iovec vec;
+      if (evbuffer_peek(in_, -1, nullptr, &vec, 1) < 1) break;
+      Error err;
+      ChunkedDecoder::Result r = req_chunked_.decode(
+          std::string_view(static_cast<const char*>(vec.iov_base), vec.iov_len), &err);
+      if (r.status == ParseStatus::kError) {
+        releaseUpstream(false);
+        worker_->cells->add(lstats_.rq_rejected);
+        evbuffer_drain(in_, evbuffer_get_length(in_));
+        if (response_started_) {
+          closeNow();
+        } else {
+          localReply(err.status, std::string(err.reason) + "\n", true);
+        }
+        return;
+      }
+      evbuffer_remove_buffer(in_, to, r.consumed);
+      if (r.status == ParseStatus::kDone) req_done_ = true;
+    }
+  }
+  if (up_->connected() && !up_->flush()) {
+    upstreamFailed("upstream write error");
+    return;
+  }
+  if (req_done_) requestComplete();
+}
+
+void DownstreamConnection::requestComplete() {
+  if (response_started_ || route_ == nullptr) return;
+  if (route_->timeout_ms > 0) {
+    timeval tv = absl::ToTimeval(absl::Milliseconds(route_->timeout_ms));
+    event_add(&route_timer_, &tv);
+  }
+}
+
+void DownstreamConnection::onUpstreamConnected(upstream::UpstreamConn* conn) {
+  conn->wantRead(true);
+  if (!conn->flush()) {
+    upstreamFailed("upstream write error");
+    return;
+  }
+  if (!req_done_) {
+    pumpRequestBody();
+    if (phase_ == Phase::kStream) updateReadInterest();
+  }
+}
+
+void DownstreamConnection::onUpstreamConnectFailed(upstream::UpstreamConn*, bool timed_out) {
+  int err = errno;
+  releaseUpstream(false);
+  worker_->cells->add(cluster_->stats().rq_5xx);
+  if (timed_out) {
+    localReply(504, "upstream connect timeout\n", !req_done_);
+  } else {
+    std::string body = "upstream connect error: ";
+    body.append(strerror(err)).append("\n");
+    localReply(502, body, !req_done_);
+  }
+}
+
+void DownstreamConnection::onUpstreamWritable(upstream::UpstreamConn* conn) {
+  if (!conn->flush()) {
+    upstreamFailed("upstream write error");
+    return;
+  }
+  if (!req_done_) {
+    pumpRequestBody();
+    if (phase_ == Phase::kStream) updateReadInterest();
+  }
+}
+
+void DownstreamConnection::onUpstreamReadable(upstream::UpstreamConn* conn) {
+  int n = evbuffer_read(conn->in(), conn->fd(), kReadChunk);
+  if (n < 0 && (errno == EAGAIN || errno == EINTR)) return;
+  if (n <= 0) {
+    if (response_started_ && resp_mode_ == BodyMode::kClose) {
+      // The body ends with the connection.
+      upstream_eof_ = true;
+      conn->wantRead(false);
+      pumpResponseBody();
+      return;
+    }
+    upstreamFailed(n == 0 ? "upstream connection closed" : "upstream connection reset");
+    return;
+  }
+  processUpstream();
+}
+
+void DownstreamConnection::upstreamFailed(const char* what) {
+  if (response_started_) {
+    // Part of the response is out: all the client can learn is that it is truncated.
+    releaseUpstream(false);
+    closeNow();
+    return;
+  }
+  const bool nothing_received = evbuffer_get_length(up_->in()) == 0;
+  if (reused_ && !retried_ && retryable_ && nothing_received) {
+    // A pooled connection the upstream closed just as we used it: try once more, fresh.
+    retried_ = true;
+    worker_->cells->add(cluster_->stats().rq_retry);
+    releaseUpstream(false);
+    resp_scan_.reset();
+    connectUpstream(true);
+    return;
+  }
+  releaseUpstream(false);
+  worker_->cells->add(cluster_->stats().rq_5xx);
+  std::string body = what;
+  body.append("\n");
+  localReply(502, body, !req_done_);
+}
+
+void DownstreamConnection::releaseUpstream(bool reusable) {
+  event_del(&route_timer_);
+  if (up_ == nullptr) return;
+  if (reusable) {
+    worker_->pool.release(up_);
+  } else {
+    worker_->pool.destroy(up_);
+  }
+  up_ = nullptr;
+}
+
+void DownstreamConnection::processUpstream() {
+  while (!response_started_) {
+    size_t len = evbuffer_get_length(up_->in());
+    if (len == 0) return;
+    size_t want = std::min(len, limits_.max_head_bytes + 1);
+    const char* data = reinterpret_cast<const char*>(evbuffer_pullup(up_->in(), want));
+    size_t head_len = 0;
+    Error err;
+    ParseStatus st =
+        findHeadEnd(std::string_view(data, want), limits_, &resp_scan_, &head_len, &err);
+    if (st == ParseStatus::kIncomplete) return;
+    ResponseHead& head = *worker_->response_head;
+    if (st == ParseStatus::kDone) {
+      st = parseResponseHead(std::string_view(data, head_len), limits_, &head, &err);
+    }
+    if (st != ParseStatus::kDone) {
+      log::debug("bad response from %s: %s", endpoint_->name, err.reason);
+      retryable_ = false;
+      upstreamFailed("upstream sent an invalid response");
+      return;
+    }
+    if (head.status < 200) {
+      if (head.status == 101) {
+        retryable_ = false;
+        upstreamFailed("upstream switched protocols");
+        return;
+      }
+      // Interim responses: our own 100 Continue already went out; others (103) pass on.
+      if (head.status != 100 && version_minor_ == 1) {
+        add(out_, "HTTP/1.1 ");
+        addNumber(out_, head.status);
+        add(out_, " ");
+        add(out_, head.reason);
+        add(out_, "\r\n");
+        for (const Header& h : head.headerList()) {
+          if (!isHopByHop(h.name)) addHeader(out_, h.name, h.value);
+        }
+        add(out_, "\r\n");
+      }
+      evbuffer_drain(up_->in(), head_len);
+      resp_scan_.reset();
+      continue;
+    }
+    event_del(&route_timer_);
+    if (!writeResponseHead(head)) return;
+    evbuffer_drain(up_->in(), head_len);
+  }
+  pumpResponseBody();
+}
+
+bool DownstreamConnection::writeResponseHead(const ResponseHead& head) {
+  response_started_ = true;
+  status_ = head.status;
+  resp_keep_alive_ = head.keep_alive;
+  resp_rechunk_ = resp_dechunk_ = false;
+  switch (bodyKind(method_, head)) {
+    case BodyKind::kNone:
+      resp_mode_ = BodyMode::kNone;
+      break;
+    case BodyKind::kContentLength:
+      resp_mode_ = *head.content_length > 0 ? BodyMode::kLength : BodyMode::kNone;
+      resp_remaining_ = *head.content_length;
+      break;
+    case BodyKind::kChunked:
+      resp_mode_ = BodyMode::kChunked;
+      resp_chunked_.reset();
+      resp_dechunk_ = version_minor_ == 0;
+      break;
+    case BodyKind::kUntilClose:
+      resp_mode_ = BodyMode::kClose;
+      resp_keep_alive_ = false;
+      resp_rechunk_ = version_minor_ == 1;
+      break;
+  }
+  // A response that ends before the request body does leaves the rest of it unread: close.
+  close_after_ = !keep_alive_ || !req_done_ || resp_dechunk_ ||
+                 (resp_mode_ == BodyMode::kClose && !resp_rechunk_);
+  const router::HeaderOps& ops = route_->response_headers;
+  add(out_, version_minor_ == 1 ? "HTTP/1.1 " : "HTTP/1.0 ");
+  addNumber(out_, head.status);
+  add(out_, " ");
+  add(out_, head.reason.empty() ? reasonPhrase(head.status) : head.reason);
+  add(out_, "\r\n");
+  for (const Header& h : head.headerList()) {
+    bool keep_length = resp_mode_ == BodyMode::kNone && equalsIgnoreCase(h.name, "content-length");
+    if ((isHopByHop(h.name) && !keep_length) || namedByConnection(head, h.name) ||
+        removedBy(ops, h.name)) {
+      continue;
+    }
+    addHeader(out_, h.name, h.value);
+  }
+  addHeader(out_, "via", kVia);
+  addOps(out_, ops);
+  if (resp_mode_ == BodyMode::kLength) {
+    add(out_, "content-length: ");
+    addNumber(out_, resp_remaining_);
+    add(out_, "\r\n");
+  } else if ((resp_mode_ == BodyMode::kChunked && !resp_dechunk_) || resp_rechunk_) {
+    addHeader(out_, "transfer-encoding", "chunked");
+  }
+  if (close_after_) {
+    addHeader(out_, "connection", "close");
+  } else if (version_minor_ == 0) {
+    addHeader(out_, "connection", "keep-alive");
+  }
+  add(out_, "\r\n");
+  return true;
+}
+
+void DownstreamConnection::pumpResponseBody() {
+  bool done = resp_mode_ == BodyMode::kNone;
+  evbuffer* from = up_ != nullptr ? up_->in() : nullptr;
+  while (!done && from != nullptr && evbuffer_get_length(from) > 0 &&
+         evbuffer_get_length(out_) < window_) {
+    switch (resp_mode_) {
+      case BodyMode::kLength: {
+        size_t n = std::min<uint64_t>(resp_remaining_, evbuffer_get_length(from));
+        evbuffer_remove_buffer(from, out_, n);
+        resp_remaining_ -= n;
+        done = resp_remaining_ == 0;
+        break;
+      }
+      case BodyMode::kChunked: {
+        evbuffer_iovec vec;
+        if (evbuffer_peek(from, -1, nullptr, &vec, 1) < 1) break;
+        Error err;
+        ChunkedDecoder::Result r = resp_chunked_.decode(
+            std::string_view(static_cast<const char*>(vec.iov_base), vec.iov_len), &err);
+        if (r.status == ParseStatus::kError) {
+          log::debug("bad chunked body from %s: %s", endpoint_->name, err.reason);
+          releaseUpstream(false);
+          closeNow();
+          return;
+        }
+        if (resp_dechunk_) {
+          evbuffer_add(out_, r.data.data(), r.data.size());
+          evbuffer_drain(from, r.consumed);
+        } else {
+          evbuffer_remove_buffer(from, out_, r.consumed);
+        }
+        done = r.status == ParseStatus::kDone;
+        break;
+      }
+      case BodyMode::kClose: {
+        size_t n = evbuffer_get_length(from);
+        if (resp_rechunk_) {
+          char line[kMaxChunkHeaderBytes];
+          evbuffer_add(out_, line, encodeChunkHeader(n, line));
+          evbuffer_remove_buffer(from, out_, n);
+          add(out_, "\r\n");
+        } else {
+          evbuffer_remove_buffer(from, out_, n);
+        }
+        break;
+      }
+      case BodyMode::kNone:
+        done = true;
+        break;
+    }
+  }
+  if (resp_mode_ == BodyMode::kClose && upstream_eof_ && evbuffer_get_length(from) == 0) {
+    done = true;
+  }
+  flushDownstream();
+  if (phase_ != Phase::kStream) return;
+  if (done) {
+    responseComplete();
+    return;
+  }
+  if (up_ != nullptr) up_->wantRead(!upstream_eof_ && evbuffer_get_length(out_) < window_);
+}
+
+void DownstreamConnection::responseComplete() {
+  if (resp_rechunk_) add(out_, kLastChunk);
+  const bool reusable =
+      up_ != nullptr && resp_keep_alive_ && req_done_ && resp_mode_ != BodyMode::kClose;
+  if (up_ != nullptr) {
+    auto elapsed = std::chrono::duration<double>(Clock::now() - upstream_start_).count();
+    worker_->cells->observe(cluster_->stats().rq_time, elapsed);
+  }
+  releaseUpstream(reusable);
+  countResponse(status_);
+  endStream(close_after_);
+}
+
+void DownstreamConnection::countResponse(int status) {
+  int cls = status / 100 - 1;
+  if (cls >= 0 && cls < 5) worker_->cells->add(lstats_.rq_by_class[cls]);
+  auto elapsed = std::chrono::duration<double>(Clock::now() - start_).count();
+  worker_->cells->observe(lstats_.rq_time, elapsed);
+}
+
+void DownstreamConnection::endStream(bool close) {
+  gen_.reset();
+  route_ = nullptr;
+  cluster_ = nullptr;
+  endpoint_ = nullptr;
+  response_started_ = false;
+  scan_.reset();
+  head_bytes_seen_ = false;
+  flushDownstream();
+  if (phase_ == Phase::kClosed) return;
+  if (close || peer_closed_ || drain_ || worker_->draining) {
+    beginClose();
+    return;
+  }
+  phase_ = Phase::kHead;
+  setTimer(Timer::kIdle, idle_timeout_);
+  // Serve a pipelined request already buffered, and read again.
+  if (!in_process_) process();
+}
+
+void DownstreamConnection::localReply(int status, std::string_view body, bool close,
+                                      const router::HeaderOps* ops, std::string_view location) {
+  if (phase_ == Phase::kHead) {
+    start_ = Clock::now();
+    version_minor_ = 1;
+    method_ = Method::kGet;
+  }
+  close = close || !keep_alive_ || phase_ == Phase::kHead;
+  phase_ = Phase::kStream;
+  add(out_, version_minor_ == 0 ? "HTTP/1.0 " : "HTTP/1.1 ");
+  addNumber(out_, status);
+  add(out_, " ");
+  add(out_, reasonPhrase(status));
+  add(out_, "\r\n");
+  if (!location.empty()) addHeader(out_, "location", location);
+  if (ops != nullptr) {
+    for (const auto& a : ops->add) {
+      if (!equalsIgnoreCase(a.name, "content-length")) addHeader(out_, a.name, a.value);
+    }
+  }
+  if (!body.empty()) addHeader(out_, "content-type", "text/plain");
+  add(out_, "content-length: ");
+  addNumber(out_, body.size());
+  add(out_, "\r\n");
+  if (close) {
+    addHeader(out_, "connection", "close");
+  } else if (version_minor_ == 0) {
+    addHeader(out_, "connection", "keep-alive");
+  }
+  add(out_, "\r\n");
+  if (method_ != Method::kHead) add(out_, body);
+  status_ = status;
+  countResponse(status);
+  endStream(close);
+}
+
+bool DownstreamConnection::discardBufferedBody() {
+  switch (req_mode_) {
+    case BodyMode::kNone:
+      req_done_ = true;
+      return true;
+    case BodyMode::kLength:
+      if (evbuffer_get_length(in_) < req_remaining_) return false;
+      evbuffer_drain(in_, req_remaining_);
+      req_done_ = true;
+      return true;
+    case BodyMode::kChunked: {
+      size_t len = evbuffer_get_length(in_);
+      if (len == 0) return false;
+      const char* data = reinterpret_cast<const char*>(evbuffer_pullup(in_, len));
+      Error err;
+      ChunkedDecoder::Result r = req_chunked_.decode(std::string_view(data, len), &err);
+      // The decoder returns at most one data run per call: loop over the buffered bytes.
+      size_t used = 0;
+      while (r.status == ParseStatus::kIncomplete && r.consumed > 0 && used + r.consumed < len) {
+        used += r.consumed;
+        r = req_chunked_.decode(std::string_view(data + used, len - used), &err);
+      }
+      if (r.status != ParseStatus::kDone) return false;
+      evbuffer_drain(in_, used + r.consumed);
+      req_done_ = true;
+      return true;
+    }
+    case BodyMode::kClose:
+      return false;
+  }
+  return false;
+}
+
+void DownstreamConnection::flushDownstream() {
+  if (phase_ == Phase::kClosed) return;
+  while (evbuffer_get_length(out_) > 0) {
+    int n = evbuffer_write(out_, fd_);
+    if (n < 0) {
+      if (errno == EAGAIN || errno == EINTR) break;
+      // The client is gone.
+      releaseUpstream(false);
+      closeNow();
+      return;
+    }
+    if (n == 0) break;
+  }
+  wantWrite(evbuffer_get_length(out_) > 0);
+}
+
+void DownstreamConnection::onWritable() {
+  flushDownstream();
+  if (phase_ == Phase::kClosed) return;
+  if (phase_ == Phase::kClosing) {
+    if (evbuffer_get_length(out_) == 0) beginClose();
+    return;
+  }
+  if (phase_ == Phase::kStream && response_started_ && up_ != nullptr &&
+      evbuffer_get_length(out_) < window_) {
+    // Room again: forward what the upstream already sent, then read more of it.
+    pumpResponseBody();
+  }
+}
+
+void DownstreamConnection::beginClose() {
+  phase_ = Phase::kClosing;
+  wantRead(false);
+  if (evbuffer_get_length(out_) > 0) {
+    wantWrite(true);
+    return;
+  }
+  if (peer_closed_) {
+    closeNow();
+    return;
+  }
+  // Everything is sent: stop sending, and drain what the client still sends for a moment so
+  // that its unread bytes do not turn our close into a reset that destroys the answer.
+  shutdown(fd_, SHUT_WR);
+  phase_ = Phase::kLingering;
+  wantWrite(false);
+  evbuffer_drain(in_, evbuffer_get_length(in_));
+  setTimer(Timer::kLinger, kLingerTimeout);
+  wantRead(true);
+}
+
+void DownstreamConnection::closeNow() {
+  if (phase_ == Phase::kClosed) return;
+  releaseUpstream(false);
+  wantRead(false);
+  wantWrite(false);
+  event_del(&timer_);
+  event_del(&route_timer_);
+  phase_ = Phase::kClosed;
+  close(fd_);
+  fd_ = -1;
+  worker_->cells->gaugeAdd(lstats_.cx_active, -1);
+  counter_->connections.fetch_sub(1, std::memory_order_relaxed);
+  gen_.reset();
+  accept_gen_.reset();
+  auto& list = worker_->connections;
+  list.erase(std::find(list.begin(), list.end(), this));
+  worker_->closed.push_back(this);
+  event_active(worker_->reaper, EV_TIMEOUT, 0);
+}
+
+void DownstreamConnection::drain() {
+  drain_ = true;
+  if (phase_ == Phase::kHead && evbuffer_get_length(in_) == 0) closeNow();
+}
+
+void acceptConnection(WorkerContext* worker, int fd, const sockaddr_storage& peer,
+                      const std::string& listener, std::shared_ptr<ListenerCounter> counter) {
+  std::shared_ptr<const server::Generation> gen = worker->generation;
+  const server::ListenerConfig* config = gen != nullptr ? gen->listener(listener) : nullptr;
+  if (config == nullptr || worker->draining) {
+    close(fd);
+    return;
+  }
+  uint32_t n = counter->connections.fetch_add(1, std::memory_order_relaxed);
+  if (config->max_connections != 0 && n >= config->max_connections) {
+    counter->connections.fetch_sub(1, std::memory_order_relaxed);
+    worker->cells->add(config->stats.cx_overflow);
+    close(fd);
+    return;
+  }
+  auto* conn =
+      new DownstreamConnection(worker, fd, peer, std::move(gen), config, std::move(counter));
+  worker->connections.push_back(conn);
+  conn->start();
+}
+
+void drainConnections(WorkerContext* worker) {
+  worker->draining = true;
+  worker->pool.drain();
+  // drain() may close connections, which removes them from the list.
+  std::vector<DownstreamConnection*> all = worker->connections;
+  for (DownstreamConnection* c : all) c->drain();
+}
+
+void reapConnections(WorkerContext* worker) {
+  for (DownstreamConnection* c : worker->closed) delete c;
+  worker->closed.clear();
+}
+
+void closeAllConnections(WorkerContext* worker) {
+  std::vector<DownstreamConnection*> all = worker->connections;
+  for (DownstreamConnection* c : all) c->closeNow();
+  reapConnections(worker);
+}
+
+}  // namespace sluice::http

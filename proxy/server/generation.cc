@@ -1,0 +1,114 @@
+#include "proxy/server/generation.h"
+
+#include "absl/strings/str_cat.h"
+
+namespace sluice::server {
+namespace v1 = config::v1;
+
+namespace {
+
+absl::Duration durationOr(bool has, const google::protobuf::Duration& d, absl::Duration def) {
+  if (!has) return def;
+  return absl::Seconds(d.seconds()) + absl::Nanoseconds(d.nanos());
+}
+
+ListenerStats declareListenerStats(const std::string& name, stats::Store* store) {
+  ListenerStats s;
+  static constexpr const char* kClasses[5] = {"1xx", "2xx", "3xx", "4xx", "5xx"};
+  for (int i = 0; i < 5; ++i) {
+    s.rq_by_class[i] = store->counter("sluice_http_downstream_rq_total",
+                                      "Requests answered, by listener and status class.",
+                                      {{"listener", name}, {"code_class", kClasses[i]}});
+  }
+  const stats::Labels labels = {{"listener", name}};
+  s.rq_time = store->histogram("sluice_http_downstream_rq_time_seconds",
+                               "Time from a request's first byte to its response's last.", labels,
+                               stats::durationBuckets());
+  s.cx_total = store->counter("sluice_http_downstream_cx_total", "Connections accepted.", labels);
+  s.cx_active =
+      store->gauge("sluice_http_downstream_cx_active", "Downstream connections open.", labels);
+  s.cx_overflow =
+      store->counter("sluice_http_downstream_cx_overflow_total",
+                     "Connections refused because max_connections was reached.", labels);
+  s.rq_rejected = store->counter("sluice_http_downstream_rq_rejected_total",
+                                 "Malformed requests answered with an error and closed.", labels);
+  s.rq_timeout = store->counter("sluice_http_downstream_rq_header_timeout_total",
+                                "Connections closed because a request head took too long.", labels);
+  return s;
+}
+
+}  // namespace
+
+std::string ListenerConfig::bindKey() const { return absl::StrCat(address, " ", port); }
+
+const ListenerConfig* Generation::listener(std::string_view name) const {
+  auto it = listeners.find(absl::string_view(name.data(), name.size()));
+  return it == listeners.end() ? nullptr : it->second.get();
+}
+
+const router::RouteTable* Generation::routeTable(std::string_view name) const {
+  auto it = route_tables.find(absl::string_view(name.data(), name.size()));
+  return it == route_tables.end() ? nullptr : it->second.get();
+}
+
+absl::StatusOr<std::shared_ptr<Generation>> compileGeneration(const config::ConfigSet& config,
+                                                              int workers, stats::Store* store,
+                                                              upstream::PoolKeys* keys) {
+  auto gen = std::make_shared<Generation>();
+  gen->config = config;
+
+  absl::flat_hash_map<std::string, const v1::ClusterLoadAssignment*> assignments;
+  for (const auto& a : config.assignments) assignments[a.resource.cluster_name()] = &a.resource;
+  absl::flat_hash_map<std::string, int> cluster_index;
+  for (const auto& c : config.clusters) {
+    auto it = assignments.find(c.resource.name());
+    auto cluster = upstream::Cluster::compile(
+        c.resource, it == assignments.end() ? nullptr : it->second, workers, store, keys);
+    if (!cluster.ok()) return cluster.status();
+    cluster_index[c.resource.name()] = static_cast<int>(gen->clusters.size());
+    gen->clusters.push_back(*std::move(cluster));
+  }
+
+  for (const auto& rc : config.route_configs) {
+    auto table = router::RouteTable::compile(rc.resource, [&](const std::string& name) {
+      auto it = cluster_index.find(name);
+      return it == cluster_index.end() ? -1 : it->second;
+    });
+    if (!table.ok()) return table.status();
+    gen->route_tables[rc.resource.name()] = *std::move(table);
+  }
+
+  for (const auto& l : config.listeners) {
+    const v1::Listener& lc = l.resource;
+    auto listener = std::make_unique<ListenerConfig>();
+    listener->name = lc.name();
+    listener->address = lc.address().empty() ? "0.0.0.0" : lc.address();
+    listener->port = lc.port();
+    listener->route_config = lc.route_config();
+    if (gen->routeTable(lc.route_config()) == nullptr) {
+      return absl::InvalidArgumentError(absl::StrCat("listener '", lc.name(),
+                                                     "' names route configuration '",
+                                                     lc.route_config(), "' which does not exist"));
+    }
+    const v1::ListenerLimits& lim = lc.limits();
+    if (lim.max_request_headers_kb() != 0) {
+      listener->limits.max_head_bytes = size_t{lim.max_request_headers_kb()} * 1024;
+    }
+    if (lim.max_request_headers() != 0) listener->limits.max_headers = lim.max_request_headers();
+    if (lim.max_request_line_kb() != 0) {
+      listener->limits.max_request_line = size_t{lim.max_request_line_kb()} * 1024;
+    }
+    if (lim.buffer_limit_kb() != 0) listener->buffer_limit = size_t{lim.buffer_limit_kb()} * 1024;
+    listener->max_connections = lim.max_connections();
+    const v1::ListenerTimeouts& t = lc.timeouts();
+    listener->request_headers_timeout =
+        durationOr(t.has_request_headers(), t.request_headers(), absl::Seconds(10));
+    listener->idle_timeout = durationOr(t.has_idle(), t.idle(), absl::Seconds(60));
+    listener->drain_timeout = durationOr(t.has_drain(), t.drain(), absl::Seconds(30));
+    listener->stats = declareListenerStats(listener->name, store);
+    gen->listeners[listener->name] = std::move(listener);
+  }
+  return gen;
+}
+
+}  // namespace sluice::server

@@ -1,0 +1,68 @@
+#pragma once
+
+// A config generation: everything one config version needs to serve requests, compiled once on
+// the main thread and then shared read-only by every worker as shared_ptr<const Generation>.
+// A request holds the generation it started on until it ends.
+#include <array>
+#include <memory>
+#include <string>
+
+#include "absl/container/flat_hash_map.h"
+#include "absl/status/statusor.h"
+#include "absl/time/time.h"
+#include "common/config/config_set.h"
+#include "proxy/http/codec.h"
+#include "proxy/router/route_table.h"
+#include "proxy/stats/store.h"
+#include "proxy/upstream/cluster.h"
+
+namespace sluice::server {
+
+struct ListenerStats {
+  stats::CounterId rq_by_class[5];  // 1xx .. 5xx
+  stats::HistogramId rq_time;
+  stats::CounterId cx_total;
+  stats::GaugeId cx_active;
+  stats::CounterId cx_overflow;  // refused: max_connections reached
+  stats::CounterId rq_rejected;  // malformed requests answered 4xx and closed
+  stats::CounterId rq_timeout;   // request heads not received in time (408)
+};
+
+struct ListenerConfig {
+  std::string name;
+  std::string address;
+  uint32_t port = 0;
+  std::string route_config;
+  http::Limits limits;
+  size_t buffer_limit = 32 * 1024;
+  uint32_t max_connections = 0;  // 0: unlimited
+  absl::Duration request_headers_timeout = absl::Seconds(10);
+  absl::Duration idle_timeout = absl::Seconds(60);
+  absl::Duration drain_timeout = absl::Seconds(30);
+  ListenerStats stats;
+
+  // Where the listener binds: two listeners with equal keys share sockets across generations.
+  std::string bindKey() const;
+};
+
+// Metric ids of requests no listener config covers any more (kept for log and stats phases).
+struct Generation {
+  uint64_t id = 0;
+  config::ConfigSet config;  // what it was compiled from, for /config_dump
+  std::array<std::string, config::kKindCount> versions;
+
+  std::vector<std::unique_ptr<upstream::Cluster>> clusters;
+  absl::flat_hash_map<std::string, std::unique_ptr<router::RouteTable>> route_tables;
+  absl::flat_hash_map<std::string, std::unique_ptr<ListenerConfig>> listeners;
+
+  const ListenerConfig* listener(std::string_view name) const;
+  const router::RouteTable* routeTable(std::string_view name) const;
+};
+
+// Compiles a validated config set. Fails (with a message for the NACK) only on what the shared
+// validator cannot know; binding sockets is the server's job.
+absl::StatusOr<std::shared_ptr<Generation>> compileGeneration(const config::ConfigSet& config,
+                                                              int workers, stats::Store* store,
+                                                              upstream::PoolKeys* keys);
+
+}  // namespace sluice::server

@@ -1,0 +1,476 @@
+#include "proxy/server/server.h"
+
+#include <arpa/inet.h>
+#include <errno.h>
+#include <event2/buffer.h>
+#include <event2/keyvalq_struct.h>
+#include <netinet/in.h>
+#include <signal.h>
+#include <sys/eventfd.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <cstring>
+#include <thread>
+
+#include "absl/strings/numbers.h"
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
+#include "common/config/loader.h"
+#include "common/log/log.h"
+#include "google/protobuf/util/json_util.h"
+#include "prometheus/metric_family.h"
+#include "prometheus/text_serializer.h"
+
+namespace sluice::server {
+namespace {
+
+constexpr const char* kUserAgent = "sluice/0.1";
+
+// "127.0.0.1:9901", "[::1]:9901" -> host and port.
+bool splitHostPort(const std::string& address, std::string* host, int* port) {
+  size_t colon = address.rfind(':');
+  if (colon == std::string::npos) return false;
+  *host = address.substr(0, colon);
+  if (host->size() >= 2 && host->front() == '[' && host->back() == ']') {
+    *host = host->substr(1, host->size() - 2);
+  }
+  return absl::SimpleAtoi(address.substr(colon + 1), port) && *port > 0 && *port < 65536;
+}
+
+class AdsAnswerer : public xds::Answerer {
+ public:
+  explicit AdsAnswerer(xds::AdsClient* client) : client_(client) {}
+  void ack(const xds::Update& update) override { client_->ack(update); }
+  void nack(const xds::Update& update, const std::string& running_version,
+            const std::string& message) override {
+    client_->nack(update, running_version, message);
+  }
+
+ private:
+  xds::AdsClient* client_;
+};
+
+std::string toJson(const google::protobuf::Message& m) {
+  std::string out;
+  google::protobuf::util::JsonPrintOptions opts;
+  opts.preserve_proto_field_names = true;
+  if (!google::protobuf::util::MessageToJsonString(m, &out, opts).ok()) return "null";
+  return out;
+}
+
+std::string jsonString(absl::string_view s) {
+  std::string out = "\"";
+  for (char c : s) {
+    switch (c) {
+      case '"':
+        out += "\\\"";
+        break;
+      case '\\':
+        out += "\\\\";
+        break;
+      case '\n':
+        out += "\\n";
+        break;
+      default:
+        if (static_cast<unsigned char>(c) < 0x20) {
+          out += absl::StrCat("\\u00", absl::Hex(static_cast<unsigned char>(c), absl::kZeroPad2));
+        } else {
+          out += c;
+        }
+    }
+  }
+  return out + "\"";
+}
+
+template <class T>
+std::string jsonList(const std::vector<config::Sourced<T>>& items) {
+  std::vector<std::string> parts;
+  for (const auto& item : items) parts.push_back(toJson(item.resource));
+  return absl::StrCat("[", absl::StrJoin(parts, ","), "]");
+}
+
+}  // namespace
+
+Server::Server(Options options) : options_(std::move(options)) {
+  worker_count_ = options_.workers > 0
+                      ? options_.workers
+                      : std::max(1, static_cast<int>(std::thread::hardware_concurrency()));
+  // Worker i writes cells i; the main thread writes the last set.
+  store_ = stats::Store::create(worker_count_ + 1);
+  cells_ = store_->cells(worker_count_);
+  base_ = event_base_new();
+  for (int i = 0; i < worker_count_; ++i) {
+    workers_.push_back(std::make_unique<Worker>(i, store_->cells(i)));
+  }
+  xds_connected_gauge_ = store_->gauge("sluice_xds_connected",
+                                       "1 while the ADS stream to the control plane is up.", {});
+  generations_ = store_->counter("sluice_server_generations_total",
+                                 "Config generations compiled and published to the workers.", {});
+}
+
+Server::~Server() {
+  if (ads_ != nullptr) ads_->stop();
+  subscription_.reset();
+  workers_.clear();
+  for (event* e : signal_events_) event_free(e);
+  if (xds_ev_ != nullptr) event_free(xds_ev_);
+  if (xds_fd_ >= 0) close(xds_fd_);
+  if (shutdown_tick_ != nullptr) event_free(shutdown_tick_);
+  if (admin_ != nullptr) evhttp_free(admin_);
+  event_base_free(base_);
+}
+
+absl::StatusOr<std::vector<int>> Server::bindListener(const ListenerConfig& listener) {
+  sockaddr_storage addr{};
+  socklen_t len = 0;
+  auto* v4 = reinterpret_cast<sockaddr_in*>(&addr);
+  auto* v6 = reinterpret_cast<sockaddr_in6*>(&addr);
+  if (inet_pton(AF_INET, listener.address.c_str(), &v4->sin_addr) == 1) {
+    v4->sin_family = AF_INET;
+    v4->sin_port = htons(static_cast<uint16_t>(listener.port));
+    len = sizeof(*v4);
+  } else if (inet_pton(AF_INET6, listener.address.c_str(), &v6->sin6_addr) == 1) {
+    v6->sin6_family = AF_INET6;
+    v6->sin6_port = htons(static_cast<uint16_t>(listener.port));
+    len = sizeof(*v6);
+  } else {
+    return absl::InvalidArgumentError(absl::StrCat("listener '", listener.name, "': address '",
+                                                   listener.address, "' is not an IP address"));
+  }
+  std::vector<int> fds;
+  auto fail = [&](const char* what) {
+    std::string msg = absl::StrCat("listener '", listener.name, "': cannot ", what, " ",
+                                   listener.address, ":", listener.port, ": ", strerror(errno));
+    for (int fd : fds) close(fd);
+    return absl::FailedPreconditionError(msg);
+  };
+  for (int i = 0; i < worker_count_; ++i) {
+    int fd = socket(addr.ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+    if (fd < 0) return fail("create a socket for");
+    fds.push_back(fd);
+    int one = 1;
+    setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
+    // One socket per worker: the kernel spreads connections across them.
+    setsockopt(fd, SOL_SOCKET, SO_REUSEPORT, &one, sizeof(one));
+    if (bind(fd, reinterpret_cast<sockaddr*>(&addr), len) < 0) return fail("bind");
+    if (listen(fd, 1024) < 0) return fail("listen on");
+  }
+  return fds;
+}
+
+absl::Status Server::apply(const config::ConfigSet& config, const xds::Versions& versions) {
+  auto compiled = compileGeneration(config, worker_count_, store_.get(), &pool_keys_);
+  if (!compiled.ok()) return compiled.status();
+  std::shared_ptr<Generation> gen = *std::move(compiled);
+  gen->id = next_generation_;
+  gen->versions = versions;
+
+  // Bind every new or moved listener before changing anything, so a port that cannot be bound
+  // rejects the whole update.
+  std::map<std::string, std::vector<int>> fresh;
+  for (const auto& [name, listener] : gen->listeners) {
+    auto it = bound_.find(name);
+    if (it != bound_.end() && it->second.bind_key == listener->bindKey()) continue;
+    auto fds = bindListener(*listener);
+    if (!fds.ok()) {
+      for (auto& [n, f] : fresh) {
+        for (int fd : f) close(fd);
+      }
+      return fds.status();
+    }
+    fresh[name] = *std::move(fds);
+  }
+  std::vector<std::string> remove;
+  for (const auto& [name, b] : bound_) {
+    if (gen->listener(name) == nullptr) remove.push_back(name);
+  }
+  for (const std::string& name : remove) {
+    log::info("listener '%s' removed", name);
+    bound_.erase(name);
+  }
+  for (auto& [name, fds] : fresh) {
+    const ListenerConfig* l = gen->listener(name);
+    Bound& b = bound_[name];
+    if (b.counter == nullptr) b.counter = std::make_shared<http::ListenerCounter>();
+    b.bind_key = l->bindKey();
+    log::info("listener '%s' accepting on %s:%d with %d workers", name, l->address, l->port,
+              worker_count_);
+  }
+  ++next_generation_;
+  for (int i = 0; i < worker_count_; ++i) {
+    std::vector<ListenerSocket> add;
+    for (auto& [name, fds] : fresh) add.push_back({name, fds[i], bound_[name].counter});
+    workers_[i]->update(gen, std::move(add), remove);
+  }
+  current_ = std::move(gen);
+  cells_->add(generations_);
+  return absl::OkStatus();
+}
+
+absl::Status Server::loadConfigDir() {
+  config::LoadResult result = config::loadDirectory(options_.config_dir);
+  if (!result.ok()) {
+    return absl::InvalidArgumentError(config::formatDiagnostics(result.errors));
+  }
+  xds::Versions versions;
+  std::string v = absl::StrCat("local-", next_generation_);
+  versions.fill(v);
+  absl::Status status = apply(result.config, versions);
+  if (status.ok()) config_ready_ = true;
+  return status;
+}
+
+bool Server::ready() const {
+  if (shutting_down_) return false;
+  if (subscription_ != nullptr) return subscription_->complete();
+  return config_ready_;
+}
+
+absl::Status Server::startAdmin() {
+  std::string host;
+  int port = 0;
+  if (!splitHostPort(options_.admin, &host, &port)) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("--admin '", options_.admin, "' is not HOST:PORT (e.g. 127.0.0.1:9901)"));
+  }
+  admin_ = evhttp_new(base_);
+  evhttp_set_allowed_methods(admin_, EVHTTP_REQ_GET | EVHTTP_REQ_HEAD);
+  evhttp_set_gencb(admin_, &Server::handleAdmin, this);
+  if (evhttp_bind_socket_with_handle(admin_, host.c_str(), static_cast<uint16_t>(port)) ==
+      nullptr) {
+    return absl::FailedPreconditionError(
+        absl::StrCat("cannot serve the admin endpoint on ", options_.admin, ": ", strerror(errno)));
+  }
+  log::info("admin endpoint on http://%s/ (/ready /metrics /config_dump /clusters)",
+            options_.admin);
+  return absl::OkStatus();
+}
+
+std::string Server::metricsText() const {
+  std::string text = store_->prometheusText();
+  prometheus::MetricFamily family;
+  family.name = "sluice_xds_version_info";
+  family.help = "The config version the proxy runs, by resource type (value 1).";
+  family.type = prometheus::MetricType::Gauge;
+  if (current_ != nullptr) {
+    for (int k = 0; k < config::kKindCount; ++k) {
+      prometheus::ClientMetric m;
+      m.label.push_back({"type", std::string(config::kindInfo(static_cast<config::Kind>(k)).name)});
+      m.label.push_back({"version", current_->versions[k]});
+      m.gauge.value = 1;
+      family.metric.push_back(std::move(m));
+    }
+  }
+  prometheus::TextSerializer serializer;
+  return text + serializer.Serialize({family});
+}
+
+std::string Server::configDump() const {
+  if (current_ == nullptr) return "{\"generation\":0}\n";
+  const Generation& g = *current_;
+  std::vector<std::string> versions;
+  for (int k = 0; k < config::kKindCount; ++k) {
+    versions.push_back(absl::StrCat(jsonString(config::kindInfo(static_cast<config::Kind>(k)).name),
+                                    ":", jsonString(g.versions[k])));
+  }
+  // No secrets exist in these resources yet; auth config (later) is redacted here.
+  return absl::StrCat("{\"generation\":", g.id, ",\"versions\":{", absl::StrJoin(versions, ","),
+                      "},\"listeners\":", jsonList(g.config.listeners),
+                      ",\"route_configurations\":", jsonList(g.config.route_configs),
+                      ",\"clusters\":", jsonList(g.config.clusters),
+                      ",\"cluster_load_assignments\":", jsonList(g.config.assignments), "}\n");
+}
+
+std::string Server::clustersJson() const {
+  std::vector<std::string> clusters;
+  if (current_ != nullptr) {
+    for (const auto& c : current_->clusters) {
+      std::vector<std::string> eps;
+      for (const upstream::Endpoint& e : c->endpoints()) {
+        eps.push_back(
+            absl::StrCat("{\"address\":", jsonString(e.name), ",\"weight\":", e.weight,
+                         ",\"health\":\"healthy\",\"rq_total\":", store_->value(e.rq_total),
+                         ",\"cx_active\":", store_->value(e.cx_active), "}"));
+      }
+      const upstream::ClusterStats& s = c->stats();
+      static constexpr const char* kPolicy[] = {"ROUND_ROBIN", "RANDOM", "LEAST_REQUEST"};
+      clusters.push_back(absl::StrCat(
+          "{\"name\":", jsonString(c->name()), ",\"lb_policy\":\"",
+          kPolicy[static_cast<int>(c->policy())], "\",\"rq_total\":", store_->value(s.rq_total),
+          ",\"cx_active\":", store_->value(s.cx_active), ",\"cx_idle\":", store_->value(s.cx_idle),
+          ",\"endpoints\":[", absl::StrJoin(eps, ","), "]}"));
+    }
+  }
+  return absl::StrCat("{\"clusters\":[", absl::StrJoin(clusters, ","), "]}\n");
+}
+
+void Server::handleAdmin(evhttp_request* req, void* arg) {
+  auto* self = static_cast<Server*>(arg);
+  const evhttp_uri* uri = evhttp_request_get_evhttp_uri(req);
+  const char* p = evhttp_uri_get_path(uri);
+  std::string path = p != nullptr ? p : "/";
+  int code = 200;
+  std::string body;
+  const char* type = "application/json";
+  if (path == "/ready") {
+    type = "text/plain";
+    if (self->ready()) {
+      body = "ready\n";
+    } else {
+      code = 503;
+      body = self->shutting_down_ ? "draining\n" : "not ready: waiting for a complete config\n";
+    }
+  } else if (path == "/metrics") {
+    type = "text/plain; version=0.0.4";
+    body = self->metricsText();
+  } else if (path == "/config_dump") {
+    body = self->configDump();
+  } else if (path == "/clusters") {
+    body = self->clustersJson();
+  } else {
+    code = 404;
+    type = "text/plain";
+    body = "not found; try /ready, /metrics, /config_dump or /clusters\n";
+  }
+  evkeyvalq* headers = evhttp_request_get_output_headers(req);
+  evhttp_add_header(headers, "Content-Type", type);
+  evbuffer* out = evbuffer_new();
+  evbuffer_add(out, body.data(), body.size());
+  evhttp_send_reply(req, code,
+                    code == 200 ? "OK" : (code == 503 ? "Service Unavailable" : "Not Found"), out);
+  evbuffer_free(out);
+}
+
+void Server::onXds(evutil_socket_t fd, short, void* arg) {
+  auto* self = static_cast<Server*>(arg);
+  uint64_t n;
+  (void)!read(fd, &n, sizeof(n));
+  std::vector<xds::Update> updates;
+  bool disconnected;
+  {
+    std::lock_guard<std::mutex> lock(self->xds_mu_);
+    updates.swap(self->xds_queue_);
+    disconnected = self->xds_disconnected_;
+    self->xds_disconnected_ = false;
+  }
+  if (disconnected) self->subscription_->onDisconnected();
+  if (self->shutting_down_) return;
+  for (xds::Update& u : updates) self->subscription_->onUpdate(std::move(u));
+}
+
+void Server::onSignal(evutil_socket_t sig, short, void* arg) {
+  auto* self = static_cast<Server*>(arg);
+  if (sig == SIGHUP) {
+    if (self->options_.config_dir.empty()) return;
+    absl::Status s = self->loadConfigDir();
+    if (s.ok()) {
+      log::info("reloaded %s", self->options_.config_dir);
+    } else {
+      log::error("reload of %s rejected, still serving the previous config:\n%s",
+                 self->options_.config_dir, s.message());
+    }
+    return;
+  }
+  self->beginShutdown(sig == SIGTERM ? "SIGTERM" : "SIGINT");
+}
+
+void Server::beginShutdown(const char* why) {
+  if (shutting_down_) {
+    log::warn("%s again: stopping now", why);
+    shutdown_deadline_ = absl::Now();
+    return;
+  }
+  shutting_down_ = true;
+  absl::Duration drain = options_.drain_timeout;
+  if (drain <= absl::ZeroDuration()) {
+    drain = absl::Seconds(30);
+    if (current_ != nullptr && !current_->listeners.empty()) {
+      drain = absl::ZeroDuration();
+      for (const auto& [name, l] : current_->listeners) drain = std::max(drain, l->drain_timeout);
+    }
+  }
+  log::info("%s: draining (at most %s)", why, absl::FormatDuration(drain));
+  shutdown_deadline_ = absl::Now() + drain;
+  if (ads_ != nullptr) ads_->stop();
+  for (auto& w : workers_) w->drain();
+  shutdown_tick_ = event_new(base_, -1, EV_PERSIST, &Server::onShutdownTick, this);
+  timeval tv{0, 50 * 1000};
+  event_add(shutdown_tick_, &tv);
+}
+
+void Server::onShutdownTick(evutil_socket_t, short, void* arg) {
+  auto* self = static_cast<Server*>(arg);
+  size_t open = 0;
+  for (auto& w : self->workers_) open += w->openConnections();
+  if (open > 0 && absl::Now() < self->shutdown_deadline_) return;
+  if (open > 0) log::warn("drain timeout: closing %d connections", open);
+  event_base_loopbreak(self->base_);
+}
+
+int Server::run() {
+  signal(SIGPIPE, SIG_IGN);
+  for (int sig : {SIGTERM, SIGINT, SIGHUP}) {
+    event* e = evsignal_new(base_, sig, &Server::onSignal, this);
+    event_add(e, nullptr);
+    signal_events_.push_back(e);
+  }
+  for (auto& w : workers_) w->start();
+  if (absl::Status s = startAdmin(); !s.ok()) {
+    log::error("%s", s.message());
+    return 1;
+  }
+  if (!options_.config_dir.empty()) {
+    if (absl::Status s = loadConfigDir(); !s.ok()) {
+      log::error("config in %s is invalid:\n%s", options_.config_dir, s.message());
+      return 1;
+    }
+    log::info("serving %s with %d workers", options_.config_dir, worker_count_);
+  } else {
+    xds_fd_ = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
+    xds_ev_ = event_new(base_, xds_fd_, EV_READ | EV_PERSIST, &Server::onXds, this);
+    event_add(xds_ev_, nullptr);
+    xds::AdsClientOptions ads;
+    ads.target = options_.xds;
+    ads.node_id = options_.node_id;
+    ads.node_group = options_.node_group;
+    ads.user_agent = kUserAgent;
+    auto wake = [this] {
+      uint64_t one = 1;
+      (void)!write(xds_fd_, &one, sizeof(one));
+    };
+    ads_ = xds::AdsClient::create(
+        ads,
+        [this, wake](xds::Update u) {
+          {
+            std::lock_guard<std::mutex> lock(xds_mu_);
+            xds_queue_.push_back(std::move(u));
+          }
+          wake();
+        },
+        [this, wake](bool connected) {
+          // The gauge is the main thread's cell; it is only ever set, from this thread too.
+          cells_->gaugeSet(xds_connected_gauge_, connected ? 1 : 0);
+          if (!connected) {
+            std::lock_guard<std::mutex> lock(xds_mu_);
+            xds_disconnected_ = true;
+          }
+          wake();
+        });
+    answerer_ = std::make_unique<AdsAnswerer>(ads_.get());
+    subscription_ = std::make_unique<xds::Subscription>(
+        base_, answerer_.get(),
+        [this](const config::ConfigSet& c, const xds::Versions& v) { return apply(c, v); },
+        store_.get(), cells_);
+    log::info("node %s (group %s) subscribing to %s with %d workers", options_.node_id,
+              options_.node_group, options_.xds, worker_count_);
+    ads_->start();
+  }
+  event_base_loop(base_, EVLOOP_NO_EXIT_ON_EMPTY);
+  for (auto& w : workers_) w->stop();
+  log::info("stopped");
+  return 0;
+}
+
+}  // namespace sluice::server

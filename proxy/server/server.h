@@ -1,0 +1,94 @@
+#pragma once
+
+// The sluice process: the main thread's loop (config, admin endpoint, signals) and the workers.
+#include <event2/event.h>
+#include <event2/http.h>
+
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "absl/status/status.h"
+#include "absl/time/time.h"
+#include "proxy/server/generation.h"
+#include "proxy/server/worker.h"
+#include "proxy/stats/store.h"
+#include "proxy/upstream/cluster.h"
+#include "proxy/xds/ads_client.h"
+#include "proxy/xds/subscription.h"
+
+namespace sluice::server {
+
+struct Options {
+  std::string xds;  // control plane address; empty with config_dir
+  std::string node_id;
+  std::string node_group;
+  std::string config_dir;  // run from YAML instead of a control plane
+  int workers = 0;         // 0: one per core
+  std::string admin = "127.0.0.1:9901";
+  absl::Duration drain_timeout = absl::Seconds(30);
+};
+
+class Server {
+ public:
+  explicit Server(Options options);
+  ~Server();
+
+  // Runs until SIGTERM/SIGINT and the drain that follows. Returns the exit code.
+  int run();
+
+ private:
+  struct Bound {
+    std::string bind_key;
+    std::shared_ptr<http::ListenerCounter> counter;
+  };
+
+  absl::Status startAdmin();
+  absl::Status loadConfigDir();
+  // Compiles and publishes a validated config; binds the sockets of new listeners first and
+  // fails (nothing changed) if one cannot be bound.
+  absl::Status apply(const config::ConfigSet& config, const xds::Versions& versions);
+  absl::StatusOr<std::vector<int>> bindListener(const ListenerConfig& listener);
+  bool ready() const;
+  void beginShutdown(const char* why);
+
+  static void onSignal(evutil_socket_t sig, short what, void* arg);
+  static void onShutdownTick(evutil_socket_t fd, short what, void* arg);
+  static void onXds(evutil_socket_t fd, short what, void* arg);
+  static void handleAdmin(evhttp_request* req, void* arg);
+  std::string metricsText() const;
+  std::string configDump() const;
+  std::string clustersJson() const;
+
+  Options options_;
+  int worker_count_;
+  event_base* base_ = nullptr;
+  std::unique_ptr<stats::Store> store_;
+  stats::Cells* cells_ = nullptr;  // the main thread's
+  upstream::PoolKeys pool_keys_;
+  std::vector<std::unique_ptr<Worker>> workers_;
+  std::shared_ptr<const Generation> current_;
+  uint64_t next_generation_ = 1;
+  std::map<std::string, Bound> bound_;  // listener name -> its sockets' address
+  bool config_ready_ = false;
+  bool shutting_down_ = false;
+  absl::Time shutdown_deadline_;
+  evhttp* admin_ = nullptr;
+  std::vector<event*> signal_events_;
+  event* shutdown_tick_ = nullptr;
+
+  // xDS: the stream thread posts updates through a queue and an eventfd.
+  std::unique_ptr<xds::AdsClient> ads_;
+  std::unique_ptr<xds::Answerer> answerer_;
+  std::unique_ptr<xds::Subscription> subscription_;
+  int xds_fd_ = -1;
+  event* xds_ev_ = nullptr;
+  std::mutex xds_mu_;
+  std::vector<xds::Update> xds_queue_;  // guarded by xds_mu_
+  bool xds_disconnected_ = false;       // guarded by xds_mu_
+  bool xds_connected_ = false;          // main thread's view
+  stats::GaugeId xds_connected_gauge_;
+  stats::CounterId generations_;
+};
+
+}  // namespace sluice::server

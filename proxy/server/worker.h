@@ -1,0 +1,79 @@
+#pragma once
+
+// A worker thread: its own event_base, its own SO_REUSEPORT socket per listener, its own
+// upstream pools and metric cells. The main thread talks to it only by posting tasks (a queue
+// behind a mutex and an eventfd), which happens on config changes and shutdown, never per
+// request.
+#include <event2/event.h>
+
+#include <atomic>
+#include <functional>
+#include <memory>
+#include <mutex>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "absl/container/flat_hash_map.h"
+#include "proxy/http/connection_manager.h"
+#include "proxy/server/generation.h"
+
+namespace sluice::server {
+
+// Sockets a worker starts accepting on (it takes ownership of `fd`).
+struct ListenerSocket {
+  std::string name;
+  int fd = -1;
+  std::shared_ptr<http::ListenerCounter> counter;
+};
+
+class Worker {
+ public:
+  Worker(int index, stats::Cells* cells);
+  ~Worker();
+  Worker(const Worker&) = delete;
+  Worker& operator=(const Worker&) = delete;
+
+  void start();
+  // Main thread: publishes a generation. Listeners in `remove` stop accepting (their sockets
+  // close; their connections finish on the generation they hold), then `add` start.
+  void update(std::shared_ptr<const Generation> generation, std::vector<ListenerSocket> add,
+              std::vector<std::string> remove);
+  // Main thread: stop accepting and drain: idle connections close, busy ones after their
+  // response.
+  void drain();
+  // Open downstream connections (published by the worker after each drain step).
+  size_t openConnections() const { return open_.load(std::memory_order_acquire); }
+  // Main thread: closes what is left and joins the thread.
+  void stop();
+
+ private:
+  struct Listener {
+    std::string name;
+    int fd = -1;
+    event* ev = nullptr;
+    std::shared_ptr<http::ListenerCounter> counter;
+    Worker* worker = nullptr;
+  };
+
+  void post(std::function<void()> task);
+  static void onWake(evutil_socket_t fd, short what, void* arg);
+  static void onAccept(evutil_socket_t fd, short what, void* arg);
+  static void onReap(evutil_socket_t fd, short what, void* arg);
+  static void onDrainTick(evutil_socket_t fd, short what, void* arg);
+  void closeListener(const std::string& name);
+
+  int index_;
+  event_base* base_;
+  std::unique_ptr<http::WorkerContext> ctx_;
+  int wake_fd_ = -1;
+  event* wake_ev_ = nullptr;
+  event* drain_tick_ = nullptr;
+  std::mutex mu_;
+  std::vector<std::function<void()>> tasks_;  // guarded by mu_
+  absl::flat_hash_map<std::string, std::unique_ptr<Listener>> listeners_;
+  std::atomic<size_t> open_{0};
+  std::thread thread_;
+};
+
+}  // namespace sluice::server
