@@ -171,7 +171,7 @@ class AdsStream final : public grpc::ServerBidiReactor<grpc::ByteBuffer, grpc::B
     std::shared_ptr<const TypeResources> res = snapshot_->resources(node_.group(), kind);
     if (res->version == st.version_sent) return;
     DiscoveryResponse nonce_only;
-    nonce_only.set_nonce(absl::StrCat(++nonces_));
+    nonce_only.set_nonce(absl::StrCat(server_->nonces_.fetch_add(1) + 1));
     std::string nonce_bytes = nonce_only.SerializeAsString();
     grpc::Slice slices[2] = {res->response, grpc::Slice(nonce_bytes)};
     writes_.emplace_back(slices, 2);
@@ -246,7 +246,6 @@ class AdsStream final : public grpc::ServerBidiReactor<grpc::ByteBuffer, grpc::B
   discovery::v1::Node node_ ABSL_GUARDED_BY(mu_);
   std::shared_ptr<const Snapshot> snapshot_ ABSL_GUARDED_BY(mu_);
   std::array<TypeState, config::kKindCount> types_ ABSL_GUARDED_BY(mu_);
-  uint64_t nonces_ ABSL_GUARDED_BY(mu_) = 0;
   std::deque<grpc::ByteBuffer> writes_ ABSL_GUARDED_BY(mu_);
   grpc::ByteBuffer current_write_;  // owned by the one outstanding write
   bool writing_ ABSL_GUARDED_BY(mu_) = false;

@@ -1,5 +1,6 @@
 #pragma once
 
+#include <atomic>
 #include <memory>
 #include <set>
 #include <vector>
@@ -37,6 +38,9 @@ class AdsServer final
   void remove(AdsStream* stream);
 
   Metrics* const metrics_;
+  // Nonces are unique across all streams, so an answer meant for a response on an earlier
+  // stream can never match one on a later stream.
+  std::atomic<uint64_t> nonces_{0};
   mutable absl::Mutex mu_;  // taken before any stream's own lock
   std::shared_ptr<const Snapshot> snapshot_ ABSL_GUARDED_BY(mu_);
   std::set<AdsStream*> streams_ ABSL_GUARDED_BY(mu_);
