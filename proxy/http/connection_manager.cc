@@ -887,7 +887,7 @@ void DownstreamConnection::upstreamFailed(const char* what) {
     worker_->cells->add(cluster_->stats().rq_retry);
     releaseUpstream(false);
     resp_scan_.reset();
-    connectUpstream(true);
+    if (connectUpstream(true)) requestComplete();  // re-arms the route timeout
     return;
   }
   releaseUpstream(false);

@@ -71,6 +71,11 @@ uint32_t PoolKeys::key(const std::string& cluster, const std::string& endpoint) 
 }
 
 size_t Cluster::weightedIndex(uint64_t random) const {
+  // Mixed first (splitmix64's finalizer): least request's second choice swaps the halves of the
+  // first's number, and where 2^32 % total == 1 (3, 5, 15, 17 ...) both remainders were equal.
+  random = (random ^ (random >> 30)) * 0xbf58476d1ce4e5b9ULL;
+  random = (random ^ (random >> 27)) * 0x94d049bb133111ebULL;
+  random ^= random >> 31;
   const uint64_t point = random % cumulative_.back();
   return std::upper_bound(cumulative_.begin(), cumulative_.end(), point) - cumulative_.begin();
 }
@@ -85,9 +90,9 @@ absl::StatusOr<std::unique_ptr<Cluster>> Cluster::compile(
                            ? absl::Seconds(config.connect_timeout().seconds()) +
                                  absl::Nanoseconds(config.connect_timeout().nanos())
                            : absl::Seconds(5);
-  c.max_idle_ = config.max_idle_connections_per_endpoint() == 0
-                    ? 64
-                    : config.max_idle_connections_per_endpoint();
+  c.max_idle_ = config.has_max_idle_connections_per_endpoint()
+                    ? config.max_idle_connections_per_endpoint()
+                    : 64;
   switch (config.lb_policy()) {
     case v1::Cluster::RANDOM:
       c.policy_ = Policy::kRandom;

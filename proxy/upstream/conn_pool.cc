@@ -70,6 +70,9 @@ void UpstreamConn::onEvent(evutil_socket_t, short what, void* arg) {
     conn->connected_ = true;
     conn->writing_ = false;
     event_del(&conn->write_ev_);
+    // Re-arm without the connect timeout (a persistent event would keep it).
+    event_assign(&conn->write_ev_, event_get_base(&conn->write_ev_), conn->fd_,
+                 EV_WRITE | EV_PERSIST, &UpstreamConn::onEvent, conn);
     conn->owner_->onUpstreamConnected(conn);
     return;
   }

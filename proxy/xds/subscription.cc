@@ -109,8 +109,11 @@ void Subscription::evaluate(config::Kind trigger) {
   for (const config::Diagnostic& d : errors) only_dangling = only_dangling && d.dangling_reference;
   if (only_dangling) {
     // Wait for the type that resolves the reference (see the header).
-    timeval tv = absl::ToTimeval(hold_timeout_);
-    evtimer_add(hold_timer_, &tv);
+    // The first held update bounds the wait; later ones do not extend it.
+    if (!evtimer_pending(hold_timer_, nullptr)) {
+      timeval tv = absl::ToTimeval(hold_timeout_);
+      evtimer_add(hold_timer_, &tv);
+    }
     log::debug("holding %s update: %s", config::kindInfo(trigger).name,
                config::formatDiagnostics(errors));
     return;
