@@ -41,6 +41,14 @@ ListenerStats declareListenerStats(const std::string& name, stats::Store* store)
 
 std::string ListenerConfig::bindKey() const { return absl::StrCat(address, " ", port); }
 
+std::string listenerAddress(const v1::Listener& listener) {
+  return listener.address().empty() ? "0.0.0.0" : listener.address();
+}
+
+std::string bindKey(const v1::Listener& listener) {
+  return absl::StrCat(listenerAddress(listener), " ", listener.port());
+}
+
 const ListenerConfig* Generation::listener(std::string_view name) const {
   auto it = listeners.find(absl::string_view(name.data(), name.size()));
   return it == listeners.end() ? nullptr : it->second.get();
@@ -82,7 +90,7 @@ absl::StatusOr<std::shared_ptr<Generation>> compileGeneration(const config::Conf
     const v1::Listener& lc = l.resource;
     auto listener = std::make_unique<ListenerConfig>();
     listener->name = lc.name();
-    listener->address = lc.address().empty() ? "0.0.0.0" : lc.address();
+    listener->address = listenerAddress(lc);
     listener->port = lc.port();
     listener->route_config = lc.route_config();
     if (gen->routeTable(lc.route_config()) == nullptr) {

@@ -45,6 +45,11 @@ struct ListenerConfig {
   std::string bindKey() const;
 };
 
+// The address a listener binds ("0.0.0.0" when unset).
+std::string listenerAddress(const config::v1::Listener& listener);
+// ListenerConfig::bindKey() of the listener `listener` compiles to.
+std::string bindKey(const config::v1::Listener& listener);
+
 // Metric ids of requests no listener config covers any more (kept for log and stats phases).
 struct Generation {
   uint64_t id = 0;

@@ -122,7 +122,11 @@ Server::~Server() {
   event_base_free(base_);
 }
 
-absl::StatusOr<std::vector<int>> Server::bindListener(const ListenerConfig& listener) {
+absl::StatusOr<std::vector<int>> Server::bindListener(const config::v1::Listener& config) {
+  struct {
+    std::string name, address;
+    uint32_t port;
+  } listener{config.name(), listenerAddress(config), config.port()};
   sockaddr_storage addr{};
   socklen_t len = 0;
   auto* v4 = reinterpret_cast<sockaddr_in*>(&addr);
@@ -161,27 +165,34 @@ absl::StatusOr<std::vector<int>> Server::bindListener(const ListenerConfig& list
 }
 
 absl::Status Server::apply(const config::ConfigSet& config, const xds::Versions& versions) {
+  // Bind every new or moved listener before anything else, so that a port that cannot be bound
+  // rejects the whole update before it leaves a trace (metrics, sockets).
+  std::map<std::string, std::vector<int>> fresh;
+  auto closeFresh = [&fresh] {
+    for (auto& [n, f] : fresh) {
+      for (int fd : f) close(fd);
+    }
+  };
+  for (const auto& item : config.listeners) {
+    const config::v1::Listener& l = item.resource;
+    auto it = bound_.find(l.name());
+    if (it != bound_.end() && it->second.bind_key == bindKey(l)) continue;
+    auto fds = bindListener(l);
+    if (!fds.ok()) {
+      closeFresh();
+      return fds.status();
+    }
+    fresh[l.name()] = *std::move(fds);
+  }
   auto compiled = compileGeneration(config, worker_count_, store_.get(), &pool_keys_);
-  if (!compiled.ok()) return compiled.status();
+  if (!compiled.ok()) {
+    closeFresh();
+    return compiled.status();
+  }
   std::shared_ptr<Generation> gen = *std::move(compiled);
   gen->id = next_generation_;
   gen->versions = versions;
 
-  // Bind every new or moved listener before changing anything, so a port that cannot be bound
-  // rejects the whole update.
-  std::map<std::string, std::vector<int>> fresh;
-  for (const auto& [name, listener] : gen->listeners) {
-    auto it = bound_.find(name);
-    if (it != bound_.end() && it->second.bind_key == listener->bindKey()) continue;
-    auto fds = bindListener(*listener);
-    if (!fds.ok()) {
-      for (auto& [n, f] : fresh) {
-        for (int fd : f) close(fd);
-      }
-      return fds.status();
-    }
-    fresh[name] = *std::move(fds);
-  }
   std::vector<std::string> remove;
   for (const auto& [name, b] : bound_) {
     if (gen->listener(name) == nullptr) remove.push_back(name);

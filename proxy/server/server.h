@@ -48,7 +48,7 @@ class Server {
   // Compiles and publishes a validated config; binds the sockets of new listeners first and
   // fails (nothing changed) if one cannot be bound.
   absl::Status apply(const config::ConfigSet& config, const xds::Versions& versions);
-  absl::StatusOr<std::vector<int>> bindListener(const ListenerConfig& listener);
+  absl::StatusOr<std::vector<int>> bindListener(const config::v1::Listener& listener);
   bool ready() const;
   void beginShutdown(const char* why);
 
