@@ -740,9 +740,20 @@ void DownstreamConnection::writeUpstreamHead(const RequestHead& head, const rout
       continue;
     }
     if (equalsIgnoreCase(h.name, "x-request-id")) has_request_id = true;
+    if (equalsIgnoreCase(h.name, "x-forwarded-for")) continue;  // joined below
     addHeader(b, h.name, h.value);
   }
-  addHeader(b, "x-forwarded-for", peer_);
+  // One x-forwarded-for: the client's own list, if any, with the client's address appended.
+  add(b, "x-forwarded-for: ");
+  for (const Header& h :
+       removedBy(ops, "x-forwarded-for") ? std::span<const Header>() : head.headerList()) {
+    if (equalsIgnoreCase(h.name, "x-forwarded-for") && !h.value.empty()) {
+      add(b, h.value);
+      add(b, ", ");
+    }
+  }
+  add(b, peer_);
+  add(b, "\r\n");
   addHeader(b, "x-forwarded-proto", "http");
   if (!has_request_id && !removedBy(ops, "x-request-id")) {
     // A random UUID (version 4).
