@@ -89,6 +89,13 @@ address: 127.0.0.1
 port: {LISTEN}
 route_config: main
 ---
+kind: Listener
+name: strict
+address: 127.0.0.1
+port: {STRICT}
+route_config: main
+timeouts: {request_headers: 300ms, idle: 300ms}
+---
 kind: RouteConfiguration
 name: main
 virtual_hosts:
@@ -347,6 +354,7 @@ class ProxyTest : public ::testing::Test {
     dead_port_ = freePort();
     oneshot_port_ = freePort();
     port_ = freePort();
+    strict_port_ = freePort();
     admin_port_ = freePort();
     dir_ = makeTempDir("proxy-config");
     writeFile(dir_ + "/config.yaml",
@@ -356,6 +364,7 @@ class ProxyTest : public ::testing::Test {
                                                {"{DEAD}", absl::StrCat(dead_port_)},
                                                {"{ONESHOT}", absl::StrCat(oneshot_port_)},
                                                {"{LISTEN}", absl::StrCat(port_)},
+                                               {"{STRICT}", absl::StrCat(strict_port_)},
                                            }));
     sluice_ = std::make_unique<Process>(
         kSluice,
@@ -410,7 +419,7 @@ class ProxyTest : public ::testing::Test {
   }
 
   Echo a_{"a"}, b_{"b"};
-  int dead_port_ = 0, oneshot_port_ = 0, port_ = 0, admin_port_ = 0;
+  int dead_port_ = 0, oneshot_port_ = 0, port_ = 0, strict_port_ = 0, admin_port_ = 0;
   std::string dir_;
   std::unique_ptr<Process> sluice_;
 };
@@ -1281,6 +1290,60 @@ TEST_F(ProxyTest, TooManyHeadersAre431) {
   expectRejected(port_, req("GET", "/hundred-and-one", "test", fields + "x-h-99: v\r\n"), 431);
   EXPECT_EQ(a_.stats().requests, 1);
   EXPECT_EQ(b_.stats().requests, 0);
+}
+
+// --- Timeouts and the admin endpoint -----------------------------------------------------------
+
+TEST_F(ProxyTest, SlowRequestHeadIs408AndClosed) {
+  auto c = HttpConnection::connect(strict_port_);
+  ASSERT_TRUE(c.ok()) << c.status();
+  ASSERT_TRUE((*c)->send("GET /slow HTTP/1.1\r\nHost: test\r\n").ok());  // never finished
+  auto r = (*c)->read();
+  ASSERT_TRUE(r.ok()) << r.status();
+  EXPECT_EQ(r->status, 408);
+  EXPECT_EQ(r->header("connection"), "close");
+  EXPECT_TRUE((*c)->closedByPeer(absl::Seconds(5)));
+  EXPECT_EQ(metric("sluice_http_downstream_rq_header_timeout_total{listener=\"strict\"}"), 1);
+}
+
+TEST_F(ProxyTest, SilentConnectionIsClosedWithoutAnAnswer) {
+  auto c = HttpConnection::connect(strict_port_);
+  ASSERT_TRUE(c.ok()) << c.status();
+  EXPECT_TRUE((*c)->closedByPeer(absl::Seconds(5)));
+}
+
+TEST_F(ProxyTest, IdleKeepAliveConnectionIsClosed) {
+  auto c = HttpConnection::connect(strict_port_);
+  ASSERT_TRUE(c.ok()) << c.status();
+  auto r = (*c)->roundTrip(req("GET", "/idle"));
+  ASSERT_TRUE(r.ok()) << r.status();
+  EXPECT_EQ(r->status, 200);
+  EXPECT_EQ(r->header("connection"), "");             // kept alive ...
+  EXPECT_TRUE((*c)->closedByPeer(absl::Seconds(5)));  // ... until idle too long
+  // The default listener's 60 s idle timeout keeps its connection open meanwhile.
+  auto d = connect();
+  ASSERT_NE(d, nullptr);
+  ASSERT_TRUE(d->roundTrip(req("GET", "/idle")).ok());
+  EXPECT_FALSE(d->closedByPeer(absl::Milliseconds(700)));
+  EXPECT_TRUE(d->roundTrip(req("GET", "/idle")).ok());
+}
+
+TEST_F(ProxyTest, ClustersEndpointListsEndpointsAndCounts) {
+  auto c = connect();
+  ASSERT_NE(c, nullptr);
+  for (int i = 0; i < 4; ++i) {
+    auto r = c->roundTrip(req("GET", "/reuse"));
+    ASSERT_TRUE(r.ok()) << r.status();
+  }
+  const std::string json = httpGet(admin_port_, "/clusters");
+  const std::string a = absl::StrCat("\"address\":\"127.0.0.1:", a_.port(), "\"");
+  EXPECT_NE(json.find("\"name\":\"a\""), std::string::npos) << json;
+  EXPECT_NE(json.find(a + ",\"weight\":1,\"health\":\"healthy\",\"rq_total\":4"), std::string::npos)
+      << json;
+  EXPECT_NE(json.find("\"lb_policy\":\"ROUND_ROBIN\""), std::string::npos) << json;
+  const std::string dump = httpGet(admin_port_, "/config_dump");
+  EXPECT_NE(dump.find("\"name\":\"strict\""), std::string::npos) << dump;
+  EXPECT_NE(dump.find("\"versions\":{\"Cluster\":\"local-"), std::string::npos) << dump;
 }
 
 }  // namespace
