@@ -95,6 +95,7 @@ address: 127.0.0.1
 port: {STRICT}
 route_config: main
 timeouts: {request_headers: 300ms, idle: 300ms}
+limits: {max_connections: 2}
 ---
 kind: RouteConfiguration
 name: main
@@ -1344,6 +1345,66 @@ TEST_F(ProxyTest, ClustersEndpointListsEndpointsAndCounts) {
   const std::string dump = httpGet(admin_port_, "/config_dump");
   EXPECT_NE(dump.find("\"name\":\"strict\""), std::string::npos) << dump;
   EXPECT_NE(dump.find("\"versions\":{\"Cluster\":\"local-"), std::string::npos) << dump;
+}
+
+TEST_F(ProxyTest, ListenerConnectionLimit) {
+  auto c1 = HttpConnection::connect(strict_port_);
+  auto c2 = HttpConnection::connect(strict_port_);
+  ASSERT_TRUE(c1.ok() && c2.ok());
+  ASSERT_TRUE((*c1)->roundTrip(req("GET", "/one")).ok());
+  ASSERT_TRUE((*c2)->roundTrip(req("GET", "/two")).ok());
+  auto c3 = HttpConnection::connect(strict_port_);
+  ASSERT_TRUE(c3.ok());  // the kernel accepts; the proxy closes it at once
+  EXPECT_TRUE((*c3)->closedByPeer(absl::Seconds(5)));
+  EXPECT_EQ(metric("sluice_http_downstream_cx_overflow_total{listener=\"strict\"}"), 1);
+  // Closing one makes room again.
+  c1->reset();
+  ASSERT_TRUE(waitFor(absl::Seconds(5), [&] {
+    return metric("sluice_http_downstream_cx_active{listener=\"strict\"}") == 1;
+  }));
+  auto c4 = HttpConnection::connect(strict_port_);
+  ASSERT_TRUE(c4.ok());
+  auto r = (*c4)->roundTrip(req("GET", "/four"));
+  ASSERT_TRUE(r.ok()) << r.status();
+  EXPECT_EQ(r->status, 200);
+}
+
+TEST_F(ProxyTest, Http10Clients) {
+  {
+    // No keep-alive: the answer is HTTP/1.0 and the connection closes after it.
+    auto c = connect();
+    ASSERT_NE(c, nullptr);
+    auto r = c->roundTrip("GET /ten HTTP/1.0\r\nHost: test\r\n\r\n");
+    ASSERT_TRUE(r.ok()) << r.status();
+    EXPECT_EQ(r->version, "HTTP/1.0");
+    EXPECT_EQ(r->status, 200);
+    EXPECT_TRUE(c->closedByPeer(absl::Seconds(5)));
+  }
+  {
+    // Keep-alive asked for: kept, and said so.
+    auto c = connect();
+    ASSERT_NE(c, nullptr);
+    const std::string ka = "GET /ten HTTP/1.0\r\nHost: test\r\nConnection: keep-alive\r\n\r\n";
+    auto r = c->roundTrip(ka);
+    ASSERT_TRUE(r.ok()) << r.status();
+    EXPECT_EQ(r->header("connection"), "keep-alive");
+    r = c->roundTrip(ka);
+    ASSERT_TRUE(r.ok()) << r.status();
+    EXPECT_EQ(r->status, 200);
+  }
+  {
+    // A chunked upstream body reaches an HTTP/1.0 client de-chunked, delimited by the close.
+    auto c = connect();
+    ASSERT_NE(c, nullptr);
+    auto r = c->roundTrip(
+        "GET /ten HTTP/1.0\r\nHost: test\r\nx-echo-body-size: 100000\r\nx-echo-chunked: 1\r\n"
+        "\r\n");
+    ASSERT_TRUE(r.ok()) << r.status();
+    EXPECT_EQ(r->header("transfer-encoding"), "");
+    EXPECT_EQ(r->chunks, 0);
+    EXPECT_EQ(r->body.size(), 100000u);
+    EXPECT_EQ(r->body.substr(0, 3), "abc");
+  }
 }
 
 }  // namespace
