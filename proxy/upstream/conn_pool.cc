@@ -109,7 +109,8 @@ UpstreamConn* ConnPool::acquire(const Cluster& cluster, const Endpoint& endpoint
     UpstreamConn* conn = pool.idle.back();
     pool.idle.pop_back();
     cells_->gaugeAdd(conn->cluster_stats_.cx_idle, -1);
-    conn->wantRead(false);
+    // Reading stays enabled: the new owner wants the response, and nothing can fire between
+    // here and its taking over (one thread). Toggling would cost two epoll_ctl calls.
     conn->owner_ = owner;
     conn->max_idle_ = cluster.maxIdlePerEndpoint();
     conn->uses_++;
