@@ -1,8 +1,10 @@
 #include "control-plane/ads_server.h"
 
+#include <algorithm>
 #include <array>
 #include <atomic>
 #include <deque>
+#include <tuple>
 
 #include "absl/strings/str_cat.h"
 #include "absl/time/clock.h"
@@ -174,7 +176,16 @@ class AdsStream final : public grpc::ServerBidiReactor<grpc::ByteBuffer, grpc::B
     nonce_only.set_nonce(absl::StrCat(server_->nonces_.fetch_add(1) + 1));
     std::string nonce_bytes = nonce_only.SerializeAsString();
     grpc::Slice slices[2] = {res->response, grpc::Slice(nonce_bytes)};
-    writes_.emplace_back(slices, 2);
+    // At most one queued response per type: a newer one replaces a queued older one (whose nonce
+    // the proxy never saw), so a proxy that stops reading costs one response per type, not one
+    // per published snapshot.
+    auto queued = std::find_if(writes_.begin(), writes_.end(),
+                               [kind](const QueuedWrite& w) { return w.kind == kind; });
+    if (queued != writes_.end()) {
+      queued->buffer = grpc::ByteBuffer(slices, 2);
+    } else {
+      writes_.push_back({kind, grpc::ByteBuffer(slices, 2)});
+    }
     st.version_sent = res->version;
     st.nonce_sent = nonce_only.nonce();
     st.state = TypeStatus::PENDING;
@@ -195,7 +206,7 @@ class AdsStream final : public grpc::ServerBidiReactor<grpc::ByteBuffer, grpc::B
         action = kFinish;
       } else if (!writes_.empty()) {
         writing_ = true;
-        current_write_ = std::move(writes_.front());
+        current_write_ = std::move(writes_.front().buffer);
         writes_.pop_front();
         action = kWrite;
       }
@@ -246,7 +257,11 @@ class AdsStream final : public grpc::ServerBidiReactor<grpc::ByteBuffer, grpc::B
   discovery::v1::Node node_ ABSL_GUARDED_BY(mu_);
   std::shared_ptr<const Snapshot> snapshot_ ABSL_GUARDED_BY(mu_);
   std::array<TypeState, config::kKindCount> types_ ABSL_GUARDED_BY(mu_);
-  std::deque<grpc::ByteBuffer> writes_ ABSL_GUARDED_BY(mu_);
+  struct QueuedWrite {
+    config::Kind kind;
+    grpc::ByteBuffer buffer;
+  };
+  std::deque<QueuedWrite> writes_ ABSL_GUARDED_BY(mu_);
   grpc::ByteBuffer current_write_;  // owned by the one outstanding write
   bool writing_ ABSL_GUARDED_BY(mu_) = false;
   bool finishing_ ABSL_GUARDED_BY(mu_) = false;
