@@ -256,12 +256,15 @@ class DownstreamConnection : public upstream::UpstreamOwner {
     kLingering,  // output shut down; discarding input until EOF or timeout
     kClosed,
   };
-  enum class Timer { kNone, kHeader, kIdle, kLinger };
+  enum class Timer { kNone, kHeader, kIdle, kStream, kLinger };
   enum class BodyMode { kNone, kLength, kChunked, kClose };
 
   static void onSocket(evutil_socket_t fd, short what, void* arg);
   static void onTimer(evutil_socket_t fd, short what, void* arg);
   static void onRouteTimeout(evutil_socket_t fd, short what, void* arg);
+  // No bytes moved on either side for the listener's idle timeout while a request was in
+  // progress or its answer was being flushed.
+  void onStreamTimer();
 
   void onReadable();
   void onWritable();
@@ -350,7 +353,10 @@ class DownstreamConnection : public upstream::UpstreamOwner {
   bool resp_keep_alive_ = true;
   bool close_after_ = false;
   bool upstream_eof_ = false;  // a close-delimited body's end was read
-  bool in_process_ = false;    // process() is on the stack: it serves pipelined requests itself
+  // Reads and writes that moved bytes, on either side; the stream timer checks it moved.
+  uint64_t progress_ = 0;
+  uint64_t progress_at_arm_ = 0;
+  bool in_process_ = false;  // process() is on the stack: it serves pipelined requests itself
 };
 
 DownstreamConnection::DownstreamConnection(WorkerContext* worker, int fd,
@@ -445,6 +451,9 @@ void DownstreamConnection::onTimer(evutil_socket_t, short, void* arg) {
       c->worker_->cells->add(c->lstats_.rq_timeout);
       c->localReply(408, "request header timeout\n", true);
       return;
+    case Timer::kStream:
+      c->onStreamTimer();
+      return;
     case Timer::kIdle:
     case Timer::kLinger:
       c->timer_kind_ = Timer::kNone;
@@ -452,6 +461,31 @@ void DownstreamConnection::onTimer(evutil_socket_t, short, void* arg) {
       return;
     case Timer::kNone:
       return;
+  }
+}
+
+void DownstreamConnection::onStreamTimer() {
+  if (progress_ != progress_at_arm_) {
+    progress_at_arm_ = progress_;
+    setTimer(Timer::kStream, idle_timeout_);
+    return;
+  }
+  timer_kind_ = Timer::kNone;
+  if (phase_ != Phase::kStream) {
+    closeNow();  // a closing connection whose client stopped reading
+    return;
+  }
+  if (response_started_) {
+    releaseUpstream(false);
+    countResponse(status_);
+    closeNow();
+  } else if (!req_done_) {
+    releaseUpstream(false);
+    localReply(408, "request body timeout\n", true);
+  } else {
+    releaseUpstream(false);
+    if (cluster_ != nullptr) worker_->cells->add(cluster_->stats().rq_5xx);
+    localReply(504, "upstream idle timeout\n", false);
   }
 }
 
@@ -472,6 +506,7 @@ void DownstreamConnection::onReadable() {
     return;
   }
   ssize_t n = readInto(in_, fd_);
+  if (n > 0) ++progress_;
   if (n == 0) {
     peer_closed_ = true;
   } else if (n < 0) {
@@ -498,12 +533,20 @@ void DownstreamConnection::process() {
     }
     if (phase_ == before && evbuffer_get_length(in_) == buffered) break;
     if (phase_ != Phase::kHead && phase_ != Phase::kStream) break;
+    if (evbuffer_get_length(out_) >= window_) break;  // onWritable resumes
   }
   in_process_ = false;
   if (peer_closed_) {
     if (phase_ == Phase::kHead) {
-      // Nothing in progress, or a head that will never be finished.
-      closeNow();
+      // Answers still waiting for room: onWritable serves the rest of what was sent.
+      if (evbuffer_get_length(out_) >= window_) return;
+      // What is left is a head that will never be finished (or nothing): answer what was
+      // answered, then close.
+      if (evbuffer_get_length(out_) > 0) {
+        beginClose();
+      } else {
+        closeNow();
+      }
       return;
     }
     if (phase_ == Phase::kStream && !req_done_) {
@@ -525,7 +568,8 @@ void DownstreamConnection::updateReadInterest() {
   if (!peer_closed_) {
     switch (phase_) {
       case Phase::kHead:
-        on = true;
+        // Requests answered by the proxy itself pile up in out_ if the client does not read.
+        on = evbuffer_get_length(out_) < window_;
         break;
       case Phase::kStream:
         if (!req_done_) {
@@ -585,7 +629,8 @@ void DownstreamConnection::reject(const Error& err) {
 
 void DownstreamConnection::startRequest(RequestHead& head) {
   phase_ = Phase::kStream;
-  setTimer(Timer::kNone, absl::ZeroDuration());
+  progress_at_arm_ = progress_;
+  setTimer(Timer::kStream, idle_timeout_);
   start_ = Clock::now();
   method_ = head.method_kind;
   version_minor_ = head.version_minor;
@@ -621,6 +666,8 @@ void DownstreamConnection::startRequest(RequestHead& head) {
     gen_ = accept_gen_;
     listener = gen_->listener(listener_name_);
     keep_alive_ = false;
+  } else if (accept_gen_ != gen_) {
+    accept_gen_ = gen_;  // a long-lived connection must not pin old generations
   }
   const router::RouteTable* table = gen_->routeTable(listener->route_config);
   HeadHeaders headers(head);
@@ -682,7 +729,12 @@ void DownstreamConnection::forward(RequestHead& head, const server::Generation&,
   writeUpstreamHead(head, route, *endpoint, head_copy_);
   const bool expect_continue = head.expect_continue;
   evbuffer_drain(in_, head.head_len);  // `head` is invalid from here on
-  retryable_ = req_mode_ == BodyMode::kNone;
+  // Only idempotent requests without a body are retried (the upstream may have acted on the
+  // request before closing).
+  retryable_ =
+      req_mode_ == BodyMode::kNone &&
+      (method_ == Method::kGet || method_ == Method::kHead || method_ == Method::kOptions ||
+       method_ == Method::kTrace || method_ == Method::kPut || method_ == Method::kDelete);
   if (req_mode_ == BodyMode::kNone) req_done_ = true;
   upstream_start_ = Clock::now();
   if (!connectUpstream(false)) return;
@@ -813,36 +865,43 @@ void DownstreamConnection::writeUpstreamHead(const RequestHead& head, const rout
 void DownstreamConnection::pumpRequestBody() {
   if (up_ == nullptr || req_done_) return;
   evbuffer* to = up_->out();
-  while (!req_done_ && evbuffer_get_length(in_) > 0 && evbuffer_get_length(to) < window_) {
-    if (req_mode_ == BodyMode::kLength) {
-      size_t n = std::min<uint64_t>(req_remaining_, evbuffer_get_length(in_));
-      evbuffer_remove_buffer(in_, to, n);
-      req_remaining_ -= n;
-      if (req_remaining_ == 0) req_done_ = true;
-    } else {
-      // Chunked: validate and forward the framing as received.
-      std::string_view segment = firstSegment(in_);
-      if (segment.empty()) break;
-      Error err;
-      ChunkedDecoder::Result r = req_chunked_.decode(segment, &err);
-      if (r.status == ParseStatus::kError) {
-        releaseUpstream(false);
-        worker_->cells->add(lstats_.rq_rejected);
-        evbuffer_drain(in_, evbuffer_get_length(in_));
-        if (response_started_) {
-          closeNow();
-        } else {
-          localReply(err.status, std::string(err.reason) + "\n", true);
+  for (bool more = true; more;) {
+    while (!req_done_ && evbuffer_get_length(in_) > 0 && evbuffer_get_length(to) < window_) {
+      if (req_mode_ == BodyMode::kLength) {
+        size_t n = std::min<uint64_t>(req_remaining_, evbuffer_get_length(in_));
+        evbuffer_remove_buffer(in_, to, n);
+        req_remaining_ -= n;
+        if (req_remaining_ == 0) req_done_ = true;
+      } else {
+        // Chunked: validate and forward the framing as received.
+        std::string_view segment = firstSegment(in_);
+        if (segment.empty()) {
+          more = false;
+          break;
         }
-        return;
+        Error err;
+        ChunkedDecoder::Result r = req_chunked_.decode(segment, &err);
+        if (r.status == ParseStatus::kError) {
+          releaseUpstream(false);
+          worker_->cells->add(lstats_.rq_rejected);
+          evbuffer_drain(in_, evbuffer_get_length(in_));
+          if (response_started_) {
+            closeNow();
+          } else {
+            localReply(err.status, std::string(err.reason) + "\n", true);
+          }
+          return;
+        }
+        evbuffer_remove_buffer(in_, to, r.consumed);
+        if (r.status == ParseStatus::kDone) req_done_ = true;
       }
-      evbuffer_remove_buffer(in_, to, r.consumed);
-      if (r.status == ParseStatus::kDone) req_done_ = true;
     }
-  }
-  if (up_->connected() && !up_->flush()) {
-    upstreamFailed("upstream write error");
-    return;
+    if (!up_->connected()) break;  // onUpstreamConnected pumps again
+    if (!up_->flush()) {
+      upstreamFailed("upstream write error");
+      return;
+    }
+    more = more && !req_done_ && evbuffer_get_length(in_) > 0 && evbuffer_get_length(to) < window_;
   }
   if (req_done_) requestComplete();
 }
@@ -881,6 +940,7 @@ void DownstreamConnection::onUpstreamConnectFailed(upstream::UpstreamConn*, bool
 }
 
 void DownstreamConnection::onUpstreamWritable(upstream::UpstreamConn* conn) {
+  ++progress_;
   if (!conn->flush()) {
     upstreamFailed("upstream write error");
     return;
@@ -893,9 +953,10 @@ void DownstreamConnection::onUpstreamWritable(upstream::UpstreamConn* conn) {
 
 void DownstreamConnection::onUpstreamReadable(upstream::UpstreamConn* conn) {
   ssize_t n = readInto(conn->in(), conn->fd());
+  if (n > 0) ++progress_;
   if (n < 0 && (errno == EAGAIN || errno == EINTR)) return;
   if (n <= 0) {
-    if (response_started_ && resp_mode_ == BodyMode::kClose) {
+    if (n == 0 && response_started_ && resp_mode_ == BodyMode::kClose) {
       // The body ends with the connection.
       upstream_eof_ = true;
       conn->wantRead(false);
@@ -912,6 +973,7 @@ void DownstreamConnection::upstreamFailed(const char* what) {
   if (response_started_) {
     // Part of the response is out: all the client can learn is that it is truncated.
     releaseUpstream(false);
+    countResponse(status_);
     closeNow();
     return;
   }
@@ -984,6 +1046,7 @@ void DownstreamConnection::processUpstream() {
       }
       evbuffer_drain(up_->in(), head_len);
       resp_scan_.reset();
+      retryable_ = false;  // the client has seen part of this answer
       continue;
     }
     event_del(&route_timer_);
@@ -1055,58 +1118,68 @@ bool DownstreamConnection::writeResponseHead(const ResponseHead& head) {
 void DownstreamConnection::pumpResponseBody() {
   bool done = resp_mode_ == BodyMode::kNone;
   evbuffer* from = up_ != nullptr ? up_->in() : nullptr;
-  while (!done && from != nullptr && evbuffer_get_length(from) > 0 &&
-         evbuffer_get_length(out_) < window_) {
-    switch (resp_mode_) {
-      case BodyMode::kLength: {
-        size_t n = std::min<uint64_t>(resp_remaining_, evbuffer_get_length(from));
-        evbuffer_remove_buffer(from, out_, n);
-        resp_remaining_ -= n;
-        done = resp_remaining_ == 0;
-        break;
-      }
-      case BodyMode::kChunked: {
-        std::string_view segment = firstSegment(from);
-        if (segment.empty()) break;
-        Error err;
-        ChunkedDecoder::Result r = resp_chunked_.decode(segment, &err);
-        if (r.status == ParseStatus::kError) {
-          log::debug("bad chunked body from %s: %s", endpoint_->name, err.reason);
-          releaseUpstream(false);
-          closeNow();
-          return;
-        }
-        if (resp_dechunk_) {
-          evbuffer_add(out_, r.data.data(), r.data.size());
-          evbuffer_drain(from, r.consumed);
-        } else {
-          evbuffer_remove_buffer(from, out_, r.consumed);
-        }
-        done = r.status == ParseStatus::kDone;
-        break;
-      }
-      case BodyMode::kClose: {
-        size_t n = evbuffer_get_length(from);
-        if (resp_rechunk_) {
-          char line[kMaxChunkHeaderBytes];
-          evbuffer_add(out_, line, encodeChunkHeader(n, line));
+  // Move, then write; repeat while the write made room and bytes wait (one move stops at the
+  // window, and a write that empties out_ leaves no event to come back on).
+  for (bool stuck = false; !stuck;) {
+    while (!done && !stuck && from != nullptr && evbuffer_get_length(from) > 0 &&
+           evbuffer_get_length(out_) < window_) {
+      switch (resp_mode_) {
+        case BodyMode::kLength: {
+          size_t n = std::min<uint64_t>(resp_remaining_, evbuffer_get_length(from));
           evbuffer_remove_buffer(from, out_, n);
-          add(out_, "\r\n");
-        } else {
-          evbuffer_remove_buffer(from, out_, n);
+          resp_remaining_ -= n;
+          done = resp_remaining_ == 0;
+          break;
         }
-        break;
+        case BodyMode::kChunked: {
+          std::string_view segment = firstSegment(from);
+          if (segment.empty()) {
+            stuck = true;
+            break;
+          }
+          Error err;
+          ChunkedDecoder::Result r = resp_chunked_.decode(segment, &err);
+          if (r.status == ParseStatus::kError) {
+            log::debug("bad chunked body from %s: %s", endpoint_->name, err.reason);
+            releaseUpstream(false);
+            countResponse(status_);
+            closeNow();
+            return;
+          }
+          if (resp_dechunk_) {
+            evbuffer_add(out_, r.data.data(), r.data.size());
+            evbuffer_drain(from, r.consumed);
+          } else {
+            evbuffer_remove_buffer(from, out_, r.consumed);
+          }
+          done = r.status == ParseStatus::kDone;
+          break;
+        }
+        case BodyMode::kClose: {
+          size_t n = evbuffer_get_length(from);
+          if (resp_rechunk_) {
+            char line[kMaxChunkHeaderBytes];
+            evbuffer_add(out_, line, encodeChunkHeader(n, line));
+            evbuffer_remove_buffer(from, out_, n);
+            add(out_, "\r\n");
+          } else {
+            evbuffer_remove_buffer(from, out_, n);
+          }
+          break;
+        }
+        case BodyMode::kNone:
+          done = true;
+          break;
       }
-      case BodyMode::kNone:
-        done = true;
-        break;
     }
+    if (resp_mode_ == BodyMode::kClose && upstream_eof_ && evbuffer_get_length(from) == 0) {
+      done = true;
+    }
+    flushDownstream();
+    if (phase_ != Phase::kStream) return;
+    stuck = stuck || done || from == nullptr || evbuffer_get_length(from) == 0 ||
+            evbuffer_get_length(out_) >= window_;
   }
-  if (resp_mode_ == BodyMode::kClose && upstream_eof_ && evbuffer_get_length(from) == 0) {
-    done = true;
-  }
-  flushDownstream();
-  if (phase_ != Phase::kStream) return;
   if (done) {
     responseComplete();
     return;
@@ -1116,8 +1189,10 @@ void DownstreamConnection::pumpResponseBody() {
 
 void DownstreamConnection::responseComplete() {
   if (resp_rechunk_) add(out_, kLastChunk);
-  const bool reusable =
-      up_ != nullptr && resp_keep_alive_ && req_done_ && resp_mode_ != BodyMode::kClose;
+  // Not after HEAD: an upstream that wrongly sends the body it announced would have those bytes
+  // taken as the next request's response.
+  const bool reusable = up_ != nullptr && resp_keep_alive_ && req_done_ &&
+                        resp_mode_ != BodyMode::kClose && method_ != Method::kHead;
   if (up_ != nullptr) {
     auto elapsed = std::chrono::duration<double>(Clock::now() - upstream_start_).count();
     worker_->cells->observe(cluster_->stats().rq_time, elapsed);
@@ -1144,7 +1219,8 @@ void DownstreamConnection::endStream(bool close) {
   head_bytes_seen_ = false;
   flushDownstream();
   if (phase_ == Phase::kClosed) return;
-  if (close || peer_closed_ || drain_ || worker_->draining) {
+  // A client that half-closed after pipelining still gets answers to what it sent.
+  if (close || drain_ || worker_->draining || (peer_closed_ && evbuffer_get_length(in_) == 0)) {
     beginClose();
     return;
   }
@@ -1174,10 +1250,15 @@ void DownstreamConnection::localReply(int status, std::string_view body, bool cl
       if (!equalsIgnoreCase(a.name, "content-length")) addHeader(out_, a.name, a.value);
     }
   }
+  // These statuses never have a body (RFC 9110 6.4.1); 204 has no Content-Length either.
+  const bool bodiless = status < 200 || status == 204 || status == 304;
+  if (bodiless) body = {};
   if (!body.empty()) addHeader(out_, "content-type", "text/plain");
-  add(out_, "content-length: ");
-  addNumber(out_, body.size());
-  add(out_, "\r\n");
+  if (status >= 200 && status != 204) {
+    add(out_, "content-length: ");
+    addNumber(out_, body.size());
+    add(out_, "\r\n");
+  }
   if (close) {
     addHeader(out_, "connection", "close");
   } else if (version_minor_ == 0) {
@@ -1235,6 +1316,7 @@ void DownstreamConnection::flushDownstream() {
       return;
     }
     if (n == 0) break;
+    ++progress_;
   }
   wantWrite(evbuffer_get_length(out_) > 0);
 }
@@ -1244,6 +1326,10 @@ void DownstreamConnection::onWritable() {
   if (phase_ == Phase::kClosed) return;
   if (phase_ == Phase::kClosing) {
     if (evbuffer_get_length(out_) == 0) beginClose();
+    return;
+  }
+  if (phase_ == Phase::kHead && evbuffer_get_length(out_) < window_) {
+    process();  // pipelined requests waiting for room
     return;
   }
   if (phase_ == Phase::kStream && response_started_ && up_ != nullptr &&
@@ -1258,6 +1344,8 @@ void DownstreamConnection::beginClose() {
   wantRead(false);
   if (evbuffer_get_length(out_) > 0) {
     wantWrite(true);
+    progress_at_arm_ = progress_;
+    setTimer(Timer::kStream, idle_timeout_);
     return;
   }
   if (peer_closed_) {

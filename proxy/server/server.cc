@@ -374,7 +374,7 @@ void Server::onXds(evutil_socket_t fd, short, void* arg) {
 void Server::onSignal(evutil_socket_t sig, short, void* arg) {
   auto* self = static_cast<Server*>(arg);
   if (sig == SIGHUP) {
-    if (self->options_.config_dir.empty()) return;
+    if (self->options_.config_dir.empty() || self->shutting_down_) return;
     absl::Status s = self->loadConfigDir();
     if (s.ok()) {
       log::info("reloaded %s", self->options_.config_dir);
