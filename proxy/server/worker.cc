@@ -12,6 +12,9 @@ namespace sluice::server {
 namespace {
 // Connections accepted per readiness event before the loop serves others.
 constexpr int kAcceptBatch = 64;
+// How long a listener stops accepting after running out of file descriptors (the socket stays
+// readable, so accepting again at once would spin).
+constexpr timeval kAcceptPause = {0, 100 * 1000};
 }  // namespace
 
 Worker::Worker(int index, stats::Cells* cells) : index_(index) {
@@ -30,11 +33,7 @@ Worker::Worker(int index, stats::Cells* cells) : index_(index) {
 
 Worker::~Worker() {
   stop();
-  for (auto& [name, l] : listeners_) {
-    event_free(l->ev);
-    close(l->fd);
-  }
-  listeners_.clear();
+  closeAllListeners();
   http::closeAllConnections(ctx_.get());
   event_free(drain_tick_);
   event_free(wake_ev_);
@@ -73,6 +72,15 @@ void Worker::update(std::shared_ptr<const Generation> generation, std::vector<Li
   post([this, generation = std::move(generation), add = std::move(add),
         remove = std::move(remove)]() mutable {
     for (const std::string& name : remove) closeListener(name);
+    // Pools to endpoints the new generation no longer has are closed.
+    std::vector<bool> live;
+    for (const auto& cluster : generation->clusters) {
+      for (const upstream::Endpoint& e : cluster->endpoints()) {
+        if (e.pool_key >= live.size()) live.resize(e.pool_key + 1);
+        live[e.pool_key] = true;
+      }
+    }
+    ctx_->pool.retain(live);
     ctx_->generation = std::move(generation);
     for (ListenerSocket& s : add) {
       closeListener(s.name);
@@ -82,6 +90,7 @@ void Worker::update(std::shared_ptr<const Generation> generation, std::vector<Li
       l->counter = std::move(s.counter);
       l->worker = this;
       l->ev = event_new(base_, l->fd, EV_READ | EV_PERSIST, &Worker::onAccept, l.get());
+      l->resume = evtimer_new(base_, &Worker::onResumeAccept, l.get());
       if (!ctx_->draining) event_add(l->ev, nullptr);
       listeners_[l->name] = std::move(l);
     }
@@ -92,8 +101,13 @@ void Worker::closeListener(const std::string& name) {
   auto it = listeners_.find(name);
   if (it == listeners_.end()) return;
   event_free(it->second->ev);
+  event_free(it->second->resume);
   close(it->second->fd);
   listeners_.erase(it);
+}
+
+void Worker::closeAllListeners() {
+  while (!listeners_.empty()) closeListener(listeners_.begin()->first);
 }
 
 void Worker::onAccept(evutil_socket_t fd, short, void* arg) {
@@ -105,12 +119,20 @@ void Worker::onAccept(evutil_socket_t fd, short, void* arg) {
     int c = accept4(fd, reinterpret_cast<sockaddr*>(&peer), &len, SOCK_NONBLOCK | SOCK_CLOEXEC);
     if (c < 0) {
       if (errno == EMFILE || errno == ENFILE) {
-        log::warn("worker %d: cannot accept on %s: %s", w->index_, l->name, strerror(errno));
+        log::warn("worker %d: cannot accept on %s: %s; pausing accepts for 100ms", w->index_,
+                  l->name, strerror(errno));
+        event_del(l->ev);
+        evtimer_add(l->resume, &kAcceptPause);
       }
       return;
     }
     http::acceptConnection(w->ctx_.get(), c, peer, l->name, l->counter);
   }
+}
+
+void Worker::onResumeAccept(evutil_socket_t, short, void* arg) {
+  auto* l = static_cast<Listener*>(arg);
+  if (!l->worker->ctx_->draining) event_add(l->ev, nullptr);
 }
 
 void Worker::onReap(evutil_socket_t, short, void* arg) {
@@ -127,11 +149,7 @@ void Worker::onDrainTick(evutil_socket_t, short, void* arg) {
 void Worker::drain() {
   open_.store(1, std::memory_order_release);  // until the worker has looked
   post([this] {
-    for (auto& [name, l] : listeners_) {
-      event_free(l->ev);
-      close(l->fd);
-    }
-    listeners_.clear();
+    closeAllListeners();
     http::drainConnections(ctx_.get());
     open_.store(ctx_->connections.size(), std::memory_order_release);
     timeval tv{0, 100 * 1000};

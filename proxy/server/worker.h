@@ -52,6 +52,7 @@ class Worker {
     std::string name;
     int fd = -1;
     event* ev = nullptr;
+    event* resume = nullptr;  // re-enables accepting after running out of file descriptors
     std::shared_ptr<http::ListenerCounter> counter;
     Worker* worker = nullptr;
   };
@@ -59,9 +60,11 @@ class Worker {
   void post(std::function<void()> task);
   static void onWake(evutil_socket_t fd, short what, void* arg);
   static void onAccept(evutil_socket_t fd, short what, void* arg);
+  static void onResumeAccept(evutil_socket_t fd, short what, void* arg);
   static void onReap(evutil_socket_t fd, short what, void* arg);
   static void onDrainTick(evutil_socket_t fd, short what, void* arg);
   void closeListener(const std::string& name);
+  void closeAllListeners();
 
   int index_;
   event_base* base_;

@@ -83,9 +83,39 @@ void UpstreamConn::onEvent(evutil_socket_t, short what, void* arg) {
   if (what & EV_WRITE) conn->owner_->onUpstreamWritable(conn);
 }
 
-ConnPool::ConnPool(event_base* base, stats::Cells* cells) : base_(base), cells_(cells) {}
+ConnPool::ConnPool(event_base* base, stats::Cells* cells) : base_(base), cells_(cells) {
+  sweep_ = event_new(base_, -1, EV_PERSIST, &ConnPool::onSweep, this);
+  timeval tv = {5, 0};
+  event_add(sweep_, &tv);
+}
 
-ConnPool::~ConnPool() { drain(); }
+ConnPool::~ConnPool() {
+  drain();
+  event_free(sweep_);
+}
+
+void ConnPool::onSweep(evutil_socket_t, short, void* arg) {
+  auto* self = static_cast<ConnPool*>(arg);
+  const absl::Time cutoff = absl::Now() - kIdleTimeout;
+  for (EndpointPool& pool : self->pools_) {
+    // Oldest first: the most recently used connection is at the back.
+    while (!pool.idle.empty() && pool.idle.front()->idle_since_ < cutoff) {
+      UpstreamConn* conn = pool.idle.front();
+      pool.idle.erase(pool.idle.begin());
+      self->cells_->gaugeAdd(conn->cluster_stats_.cx_idle, -1);
+      pool.busy++;
+      self->destroy(conn);
+    }
+  }
+}
+
+void ConnPool::retain(const std::vector<bool>& live) {
+  live_ = live;
+  retained_ = true;
+  for (uint32_t key = 0; key < pools_.size(); ++key) {
+    if (key >= live_.size() || !live_[key]) drainEndpoint(key);
+  }
+}
 
 ConnPool::EndpointPool& ConnPool::poolFor(uint32_t key) {
   if (key >= pools_.size()) pools_.resize(key + 1);
@@ -153,13 +183,15 @@ UpstreamConn* ConnPool::acquire(const Cluster& cluster, const Endpoint& endpoint
 void ConnPool::release(UpstreamConn* conn) {
   EndpointPool& pool = poolFor(conn->pool_key_);
   pool.busy--;
-  if (draining_ || pool.idle.size() >= conn->max_idle_ || evbuffer_get_length(conn->in_) > 0 ||
-      evbuffer_get_length(conn->out_) > 0) {
+  const bool live = live_.empty() || (conn->pool_key_ < live_.size() && live_[conn->pool_key_]);
+  if (draining_ || !live || pool.idle.size() >= conn->max_idle_ ||
+      evbuffer_get_length(conn->in_) > 0 || evbuffer_get_length(conn->out_) > 0) {
     pool.busy++;  // destroy() counts it out
     destroy(conn);
     return;
   }
   conn->owner_ = nullptr;
+  conn->idle_since_ = absl::Now();
   conn->wantWrite(false);
   conn->wantRead(true);  // anything the upstream sends now is EOF or garbage: drop the conn
   pool.idle.push_back(conn);

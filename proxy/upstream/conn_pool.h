@@ -62,6 +62,7 @@ class UpstreamConn {
   uint32_t pool_key_ = 0;
   uint32_t max_idle_ = 0;
   uint32_t uses_ = 0;
+  absl::Time idle_since_;
   bool connected_ = false;
   int connect_error_ = 0;  // connect(2) failed at once: reported from the loop
   bool reading_ = false;
@@ -76,6 +77,9 @@ class UpstreamConn {
 
 class ConnPool {
  public:
+  // A pooled connection unused this long is closed (nginx's upstream keepalive_timeout).
+  static constexpr absl::Duration kIdleTimeout = absl::Seconds(60);
+
   ConnPool(event_base* base, stats::Cells* cells);
   ~ConnPool();
   ConnPool(const ConnPool&) = delete;
@@ -96,6 +100,9 @@ class ConnPool {
   uint32_t busy(uint32_t pool_key) const;
   // Closes the idle connections to one endpoint (before a retry that must use a fresh one).
   void drainEndpoint(uint32_t pool_key);
+  // Keeps pooling only for the pool keys in `live` (a new generation's endpoints): idle
+  // connections to others close now, busy ones when released.
+  void retain(const std::vector<bool>& live);
   // Closes every idle connection and stops pooling (shutdown).
   void drain();
   size_t idleCount() const;
@@ -107,12 +114,16 @@ class ConnPool {
   };
   EndpointPool& poolFor(uint32_t key);
   void onIdleEvent(UpstreamConn* conn);
+  static void onSweep(evutil_socket_t fd, short what, void* arg);
   void removeIdle(UpstreamConn* conn);
   friend class UpstreamConn;
 
   event_base* base_;
   stats::Cells* cells_;
   std::vector<EndpointPool> pools_;  // indexed by pool key
+  std::vector<bool> live_;           // pool keys of the current generation
+  bool retained_ = false;            // retain() was called: live_ applies
+  event* sweep_ = nullptr;           // closes connections idle longer than kIdleTimeout
   bool draining_ = false;
 };
 

@@ -457,6 +457,39 @@ TEST_F(ConnPoolTest, DrainEndpointClosesOnlyThatEndpointsIdleConnections) {
   EXPECT_EQ(pool_->idleCount(), 1u);
 }
 
+TEST_F(ConnPoolTest, RetainClosesPoolsOfEndpointsNoLongerConfigured) {
+  Listener one, two;
+  auto c1 = cluster(one.port(), "", "one");
+  auto c2 = cluster(two.port(), "", "two");
+  ASSERT_NE(c1, nullptr);
+  ASSERT_NE(c2, nullptr);
+  FakeOwner a(pool_.get()), b(pool_.get()), busy(pool_.get());
+  int pa = -1, pb = -1, pbusy = -1;
+  UpstreamConn* ca = connectOne(*c1, &a, &one, &pa);
+  UpstreamConn* cb = connectOne(*c2, &b, &two, &pb);
+  UpstreamConn* cbusy = connectOne(*c1, &busy, &one, &pbusy);
+  ASSERT_NE(ca, nullptr);
+  ASSERT_NE(cb, nullptr);
+  ASSERT_NE(cbusy, nullptr);
+  pool_->release(ca);
+  pool_->release(cb);
+  ASSERT_EQ(pool_->idleCount(), 2u);
+
+  // A generation with only endpoint "two".
+  std::vector<bool> live(c2->endpoints()[0].pool_key + 1, false);
+  live[c2->endpoints()[0].pool_key] = true;
+  pool_->retain(live);
+  EXPECT_EQ(pool_->idleCount(), 1u);  // "one"'s idle connection closed
+  char buf[1];
+  EXPECT_EQ(read(pa, buf, 1), 0);
+  // The busy connection to "one" finishes its request, then closes instead of pooling.
+  pool_->release(cbusy);
+  EXPECT_EQ(pool_->idleCount(), 1u);
+  EXPECT_EQ(read(pbusy, buf, 1), 0);
+  EXPECT_EQ(value(c1->stats().cx_active), 0);
+  EXPECT_EQ(value(c2->stats().cx_active), 1);
+}
+
 TEST_F(ConnPoolTest, GaugesReturnToZeroWhenThePoolGoes) {
   Listener listener;
   auto c = cluster(listener.port());
