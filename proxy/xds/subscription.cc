@@ -94,11 +94,7 @@ void Subscription::evaluate(config::Kind trigger) {
       // Only a held update can be undecodable: what runs was decoded before.
       Update bad = *std::move(t.held);
       t.held.reset();
-      cells_->add(rejected_[k]);
-      last_error_ = error;
-      log::warn("rejecting %s version %s: %s", config::kindInfo(kind).name, bad.version, error);
-      answerer_->nack(bad, applied_versions_[k], error);
-      if (k != static_cast<int>(trigger)) continue;
+      reject(kind, bad, error);
       return;
     }
     if (t.held.has_value()) versions[k] = t.held->version;
@@ -108,8 +104,8 @@ void Subscription::evaluate(config::Kind trigger) {
   bool only_dangling = !errors.empty();
   for (const config::Diagnostic& d : errors) only_dangling = only_dangling && d.dangling_reference;
   if (only_dangling) {
-    // Wait for the type that resolves the reference (see the header).
-    // The first held update bounds the wait; later ones do not extend it.
+    // Wait for the type that resolves the reference (see the header). The first held update
+    // bounds the wait; later ones do not extend it.
     if (!evtimer_pending(hold_timer_, nullptr)) {
       timeval tv = absl::ToTimeval(hold_timeout_);
       evtimer_add(hold_timer_, &tv);
@@ -130,11 +126,7 @@ void Subscription::evaluate(config::Kind trigger) {
     if (t.held.has_value()) {
       Update bad = *std::move(t.held);
       t.held.reset();
-      cells_->add(rejected_[static_cast<int>(trigger)]);
-      last_error_ = std::string(status.message());
-      log::warn("rejecting %s version %s: %s", config::kindInfo(trigger).name, bad.version,
-                last_error_);
-      answerer_->nack(bad, applied_versions_[static_cast<int>(trigger)], last_error_);
+      reject(trigger, bad, std::string(status.message()));
     }
     bool any_held = false;
     for (const TypeState& s : types_) any_held = any_held || s.held.has_value();
@@ -158,30 +150,61 @@ void Subscription::evaluate(config::Kind trigger) {
   }
 }
 
+void Subscription::reject(config::Kind kind, const Update& update, const std::string& message) {
+  const int k = static_cast<int>(kind);
+  cells_->add(rejected_[k]);
+  last_error_ = message;
+  log::warn("rejecting %s version %s: %s", config::kindInfo(kind).name, update.version, message);
+  answerer_->nack(update, applied_versions_[k], message);
+}
+
 void Subscription::nackHeld(const std::string& message) {
   for (int k = 0; k < config::kKindCount; ++k) {
     TypeState& t = types_[k];
     if (!t.held.has_value()) continue;
     Update bad = *std::move(t.held);
     t.held.reset();
-    cells_->add(rejected_[k]);
-    last_error_ = message;
-    log::warn("rejecting %s version %s: %s", config::kindInfo(static_cast<config::Kind>(k)).name,
-              bad.version, message);
-    answerer_->nack(bad, applied_versions_[k], message);
+    reject(static_cast<config::Kind>(k), bad, message);
   }
+}
+
+config::ConfigSet Subscription::candidate(int only_held) const {
+  config::ConfigSet out;
+  for (int k = 0; k < config::kKindCount; ++k) {
+    const TypeState& t = types_[k];
+    const bool use_held = t.held.has_value() && (only_held < 0 || only_held == k);
+    std::string ignored;  // held updates were decoded once already
+    decodeResources(static_cast<config::Kind>(k), use_held ? t.held->resources : t.resources, &out,
+                    &ignored);
+  }
+  return out;
 }
 
 void Subscription::onHoldTimer(int, short, void* arg) {
   auto* self = static_cast<Subscription*>(arg);
-  config::ConfigSet candidate;
+  // The updates that leave a reference dangling on their own (on top of what runs) are the
+  // ones the awaited update never came for: reject those, with their own messages.
   for (int k = 0; k < config::kKindCount; ++k) {
-    const TypeState& t = self->types_[k];
-    std::string ignored;
-    decodeResources(static_cast<config::Kind>(k), t.held ? t.held->resources : t.resources,
-                    &candidate, &ignored);
+    TypeState& t = self->types_[k];
+    if (!t.held.has_value()) continue;
+    config::Diagnostics errors = config::validateConfig(self->candidate(k));
+    if (errors.empty()) continue;
+    Update bad = *std::move(t.held);
+    t.held.reset();
+    self->reject(static_cast<config::Kind>(k), bad, config::formatDiagnostics(errors));
   }
-  self->nackHeld(config::formatDiagnostics(config::validateConfig(candidate)));
+  // The others were held only for company: apply them if together they are valid.
+  int first = -1;
+  for (int k = 0; k < config::kKindCount && first < 0; ++k) {
+    if (self->types_[k].held.has_value()) first = k;
+  }
+  if (first < 0) return;
+  config::Diagnostics errors = config::validateConfig(self->candidate(-1));
+  if (!errors.empty()) {
+    self->nackHeld(config::formatDiagnostics(errors));
+    return;
+  }
+  self->evaluate(static_cast<config::Kind>(first));
 }
 
 }  // namespace sluice::xds

@@ -10,7 +10,9 @@
 // running generation stays. The one exception is a reference to a resource of another kind that
 // is missing (a route naming a cluster the same push removes from the routes right after): such
 // an update is held, neither applied nor answered, until a later update of another type makes
-// the candidate valid, or until `hold_timeout` passes and it is NACKed.
+// the candidate valid, or until `hold_timeout` passes: then each held update that is invalid on
+// its own (on top of the running config) is NACKed with its own message, and the rest are
+// applied if together they are valid.
 #include <array>
 #include <functional>
 #include <optional>
@@ -70,6 +72,9 @@ class Subscription {
   static void onHoldTimer(int, short, void* arg);
   void evaluate(config::Kind trigger);
   void nackHeld(const std::string& message);
+  void reject(config::Kind kind, const Update& update, const std::string& message);
+  // The running resources, with the held update of type `only_held` (-1: every held update).
+  config::ConfigSet candidate(int only_held) const;
 
   Answerer* answerer_;
   ApplyFn apply_;

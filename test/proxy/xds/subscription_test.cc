@@ -368,6 +368,23 @@ TEST_F(SubscriptionTest, HeldUpdateIsNackedWithTheDanglingReferenceAfterTheHoldT
   EXPECT_EQ(calls_[0].versions, (Versions{"c1", "e1", "r2", "l1"}));
 }
 
+TEST_F(SubscriptionTest, HoldTimeoutNacksOnlyTheCulpritAndAppliesUpdatesHeldForCompany) {
+  sendInitial();
+  // c2 drops 'web', which the routes name: held. l2 is valid on its own, but the candidate
+  // with both still dangles, so it waits too.
+  subscription_->onUpdate(update(Kind::kCluster, "c2", {apiCluster()}));
+  subscription_->onUpdate(update(Kind::kListener, "l2", {httpListener(10081)}));
+  EXPECT_THAT(answerer_.answers, IsEmpty());
+
+  runLoopFor(kHold * 6);
+
+  EXPECT_THAT(answerer_.summaries(), ElementsAre("NACK Cluster c2", "ACK Listener l2"));
+  EXPECT_THAT(answerer_.answers[0].message, HasSubstr("names Cluster 'web' which does not exist"));
+  ASSERT_EQ(calls_.size(), 1u);
+  EXPECT_EQ(calls_[0].versions, (Versions{"c1", "e1", "r1", "l2"}));
+  EXPECT_EQ(subscription_->versions(), (Versions{"c1", "e1", "r1", "l2"}));
+}
+
 TEST_F(SubscriptionTest, NewerUpdateOfTheSameTypeReplacesAHeldOne) {
   sendInitial();
   subscription_->onUpdate(update(Kind::kCluster, "c2", {apiCluster()}));
