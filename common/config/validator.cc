@@ -418,6 +418,10 @@ class Validator {
           check.error(dp + ".body",
                       absl::StrCat("is ", d.body().size(), " bytes; at most ", kMaxDirectBody));
         }
+        if ((d.status() == 204 || d.status() == 304) && !d.body().empty()) {
+          check.error(dp + ".body",
+                      absl::StrCat("must be empty: a ", d.status(), " response has no body"));
+        }
         break;
       }
       case v1::Route::kRedirect: {

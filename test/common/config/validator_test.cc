@@ -434,6 +434,19 @@ TEST(ValidatorTest, DirectResponseStatusOutOfRange) {
                                        "must be between 200 and 599, got 99")));
 }
 
+TEST(ValidatorTest, DirectResponseBodyOnBodilessStatus) {
+  LoadResult r = loadRoute(R"(
+      - match: {prefix: /}
+        direct_response:
+          status: 204
+          body: "HTTP/1.1 200 OK"
+)");
+  EXPECT_THAT(r.errors,
+              ElementsAre(isDiagnostic(15, "RouteConfiguration", "main",
+                                       "virtual_hosts[0].routes[0].direct_response.body",
+                                       "must be empty: a 204 response has no body")));
+}
+
 TEST(ValidatorTest, RedirectCodeNotARedirect) {
   LoadResult r = loadRoute(R"(
       - match: {prefix: /}
