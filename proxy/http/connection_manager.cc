@@ -352,7 +352,8 @@ class DownstreamConnection : public upstream::UpstreamOwner {
   ChunkedDecoder resp_chunked_;
   bool resp_keep_alive_ = true;
   bool close_after_ = false;
-  bool upstream_eof_ = false;  // a close-delimited body's end was read
+  bool upstream_eof_ = false;         // a close-delimited body's end was read
+  bool resp_announced_body_ = false;  // a bodiless answer with body framing (see responseComplete)
   // Reads and writes that moved bytes, on either side; the stream timer checks it moved.
   uint64_t progress_ = 0;
   uint64_t progress_at_arm_ = 0;
@@ -1061,6 +1062,9 @@ bool DownstreamConnection::writeResponseHead(const ResponseHead& head) {
   status_ = head.status;
   resp_keep_alive_ = head.keep_alive;
   resp_rechunk_ = resp_dechunk_ = false;
+  resp_announced_body_ =
+      bodyKind(method_, head) == BodyKind::kNone &&
+      (method_ == Method::kHead || head.content_length.has_value() || head.chunked);
   switch (bodyKind(method_, head)) {
     case BodyKind::kNone:
       resp_mode_ = BodyMode::kNone;
@@ -1189,10 +1193,11 @@ void DownstreamConnection::pumpResponseBody() {
 
 void DownstreamConnection::responseComplete() {
   if (resp_rechunk_) add(out_, kLastChunk);
-  // Not after HEAD: an upstream that wrongly sends the body it announced would have those bytes
-  // taken as the next request's response.
+  // Not after a bodiless answer that announced a body (HEAD, 204, 304 with Content-Length or
+  // chunked): an upstream that wrongly sends that body would have it taken as the next
+  // request's response.
   const bool reusable = up_ != nullptr && resp_keep_alive_ && req_done_ &&
-                        resp_mode_ != BodyMode::kClose && method_ != Method::kHead;
+                        resp_mode_ != BodyMode::kClose && !resp_announced_body_;
   if (up_ != nullptr) {
     auto elapsed = std::chrono::duration<double>(Clock::now() - upstream_start_).count();
     worker_->cells->observe(cluster_->stats().rq_time, elapsed);
@@ -1250,11 +1255,11 @@ void DownstreamConnection::localReply(int status, std::string_view body, bool cl
       if (!equalsIgnoreCase(a.name, "content-length")) addHeader(out_, a.name, a.value);
     }
   }
-  // These statuses never have a body (RFC 9110 6.4.1); 204 has no Content-Length either.
+  // These statuses never have a body (RFC 9110 6.4.1), nor a Content-Length of ours.
   const bool bodiless = status < 200 || status == 204 || status == 304;
   if (bodiless) body = {};
   if (!body.empty()) addHeader(out_, "content-type", "text/plain");
-  if (status >= 200 && status != 204) {
+  if (status >= 200 && status != 204 && status != 304) {
     add(out_, "content-length: ");
     addNumber(out_, body.size());
     add(out_, "\r\n");

@@ -16,6 +16,7 @@
 #include <iostream>
 #include <map>
 #include <memory>
+#include <mutex>
 #include <optional>
 #include <regex>
 #include <string>
@@ -148,6 +149,10 @@ virtual_hosts:
         route: {cluster: b}
       - match: {path: /direct}
         direct_response: {status: 202, body: "direct answer\n"}
+      - match: {path: /no-content}
+        direct_response: {status: 204}
+      - match: {path: /not-modified}
+        direct_response: {status: 304}
       - match: {prefix: /old/}
         redirect: {prefix_rewrite: /new/}
       - match: {prefix: /old308/}
@@ -1405,6 +1410,523 @@ TEST_F(ProxyTest, Http10Clients) {
     EXPECT_EQ(r->body.size(), 100000u);
     EXPECT_EQ(r->body.substr(0, 3), "abc");
   }
+}
+
+// --- 12. Connection manager edge cases ---------------------------------------------------------
+
+// A raw loopback client whose receive buffer, if `rcvbuf` > 0, is set before connecting (a small
+// one keeps the kernel from holding much of what the proxy sends), for tests that choose when it
+// reads, how much, and when it half-closes.
+class RawClient {
+ public:
+  RawClient(int port, int rcvbuf) {
+    fd_ = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    if (rcvbuf > 0) setsockopt(fd_, SOL_SOCKET, SO_RCVBUF, &rcvbuf, sizeof rcvbuf);
+    sockaddr_in addr{};
+    addr.sin_family = AF_INET;
+    addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    addr.sin_port = htons(port);
+    connected_ = ::connect(fd_, reinterpret_cast<sockaddr*>(&addr), sizeof addr) == 0;
+  }
+  ~RawClient() { close(fd_); }
+  RawClient(const RawClient&) = delete;
+  RawClient& operator=(const RawClient&) = delete;
+
+  bool connected() const { return connected_; }
+
+  // Sends all of `bytes`, blocking.
+  bool send(absl::string_view bytes) {
+    while (!bytes.empty()) {
+      ssize_t n = ::send(fd_, bytes.data(), bytes.size(), MSG_NOSIGNAL);
+      if (n < 0 && errno == EINTR) continue;
+      if (n <= 0) return false;
+      bytes.remove_prefix(n);
+    }
+    return true;
+  }
+
+  // Sends what the socket takes of `bytes` once it has room, waiting at most `wait` for room:
+  // how many bytes went (0: no room in time), or -1 on an error.
+  ssize_t sendSome(absl::string_view bytes, absl::Duration wait) {
+    pollfd p{fd_, POLLOUT, 0};
+    int r = poll(&p, 1, absl::ToInt64Milliseconds(wait));
+    if (r < 0) return errno == EINTR ? 0 : -1;
+    if (r == 0) return 0;
+    ssize_t n = ::send(fd_, bytes.data(), bytes.size(), MSG_NOSIGNAL | MSG_DONTWAIT);
+    if (n < 0) return errno == EAGAIN || errno == EINTR ? 0 : -1;
+    return n;
+  }
+
+  // Appends at most `max` bytes to `*data`, waiting at most `wait` for some: how many (0: none
+  // came in time), or -1 once the peer closed or reset the connection.
+  ssize_t recvSome(std::string* data, size_t max, absl::Duration wait) {
+    pollfd p{fd_, POLLIN, 0};
+    int r = poll(&p, 1, absl::ToInt64Milliseconds(wait));
+    if (r < 0) return errno == EINTR ? 0 : -1;
+    if (r == 0) return 0;
+    const size_t old = data->size();
+    data->resize(old + max);
+    ssize_t n = recv(fd_, data->data() + old, max, 0);
+    data->resize(old + std::max<ssize_t>(n, 0));
+    if (n < 0 && errno == EINTR) return 0;
+    return n > 0 ? n : -1;
+  }
+
+  // Reads into `*data` until the peer closes (true) or nothing arrives for `idle` (false).
+  bool readToClose(std::string* data, absl::Duration idle) {
+    for (;;) {
+      ssize_t n = recvSome(data, 64 * 1024, idle);
+      if (n < 0) return true;
+      if (n == 0) return false;
+    }
+  }
+
+  void shutdownWrite() { shutdown(fd_, SHUT_WR); }
+
+ private:
+  int fd_ = -1;
+  bool connected_ = false;
+};
+
+// Takes one complete response off the front of `*buf`. nullopt while `*buf` holds less than a
+// whole one, or when what it holds is not a response: then `*bad` is set. `head`: the answer to
+// a HEAD request. Bodies must be framed (close-delimited ones are `bad`); trailers are not
+// supported.
+std::optional<HttpResponse> takeResponse(std::string* buf, bool* bad, bool head = false) {
+  *bad = false;
+  const size_t head_end = buf->find("\r\n\r\n");
+  if (head_end == std::string::npos) return std::nullopt;
+  HttpResponse r;
+  std::vector<absl::string_view> lines =
+      absl::StrSplit(absl::string_view(*buf).substr(0, head_end), "\r\n");
+  std::vector<absl::string_view> first = absl::StrSplit(lines[0], absl::MaxSplits(' ', 2));
+  if (first.size() < 2 || !absl::StartsWith(first[0], "HTTP/1.") ||
+      !absl::SimpleAtoi(first[1], &r.status)) {
+    *bad = true;
+    return std::nullopt;
+  }
+  r.version = std::string(first[0]);
+  if (first.size() > 2) r.reason = std::string(first[2]);
+  for (size_t i = 1; i < lines.size(); ++i) {
+    size_t colon = lines[i].find(':');
+    if (colon == absl::string_view::npos) {
+      *bad = true;
+      return std::nullopt;
+    }
+    r.headers.emplace_back(std::string(lines[i].substr(0, colon)),
+                           std::string(absl::StripAsciiWhitespace(lines[i].substr(colon + 1))));
+  }
+  size_t end = head_end + 4;
+  const absl::string_view rest = absl::string_view(*buf).substr(end);
+  if (head || r.status / 100 == 1 || r.status == 204 || r.status == 304) {
+    // No body.
+  } else if (absl::EndsWithIgnoreCase(r.header("transfer-encoding"), "chunked")) {
+    size_t at = 0;
+    for (;;) {
+      const size_t eol = rest.find("\r\n", at);
+      if (eol == absl::string_view::npos) return std::nullopt;
+      uint64_t size = 0;
+      if (!absl::SimpleHexAtoi(rest.substr(at, eol - at), &size)) {
+        *bad = true;
+        return std::nullopt;
+      }
+      at = eol + 2;
+      if (rest.size() < at + size + 2) return std::nullopt;
+      if (rest.substr(at + size, 2) != "\r\n") {
+        *bad = true;
+        return std::nullopt;
+      }
+      if (size == 0) {
+        at += 2;
+        break;
+      }
+      r.body.append(rest.data() + at, size);
+      ++r.chunks;
+      at += size + 2;
+    }
+    end += at;
+  } else if (r.headerCount("content-length") > 0) {
+    size_t length = 0;
+    if (!absl::SimpleAtoi(r.header("content-length"), &length)) {
+      *bad = true;
+      return std::nullopt;
+    }
+    if (rest.size() < length) return std::nullopt;
+    r.body = std::string(rest.substr(0, length));
+    end += length;
+  } else {
+    *bad = true;
+    return std::nullopt;
+  }
+  buf->erase(0, end);
+  return r;
+}
+
+// Reads one request head from `fd` into `*head`, keeping what follows it in `*buf`; false if
+// the connection ended first.
+bool readRequestHead(int fd, std::string* buf, std::string* head) {
+  size_t end;
+  while ((end = buf->find("\r\n\r\n")) == std::string::npos) {
+    char data[16384];
+    ssize_t n = recv(fd, data, sizeof data, 0);
+    if (n < 0 && errno == EINTR) continue;
+    if (n <= 0) return false;
+    buf->append(data, n);
+  }
+  *head = buf->substr(0, end + 4);
+  buf->erase(0, end + 4);
+  return true;
+}
+
+bool sendAll(int fd, absl::string_view bytes) {
+  while (!bytes.empty()) {
+    ssize_t n = ::send(fd, bytes.data(), bytes.size(), MSG_NOSIGNAL);
+    if (n < 0 && errno == EINTR) continue;
+    if (n <= 0) return false;
+    bytes.remove_prefix(n);
+  }
+  return true;
+}
+
+// An upstream the test scripts: each connection accepted on 127.0.0.1:`port` runs `serve` on a
+// thread of its own with a blocking socket, and returning from `serve` closes the connection.
+// The destructor shuts down the connections still open (which ends blocked reads and writes)
+// and joins every thread.
+class ScriptedUpstream {
+ public:
+  explicit ScriptedUpstream(std::function<void(int fd)> serve) : serve_(std::move(serve)) {}
+  ~ScriptedUpstream() {
+    stop_ = true;
+    if (acceptor_.joinable()) acceptor_.join();
+    {
+      std::lock_guard<std::mutex> lock(mu_);
+      for (int fd : fds_) {
+        if (fd >= 0) shutdown(fd, SHUT_RDWR);
+      }
+    }
+    for (std::thread& t : threads_) t.join();
+    if (listen_fd_ >= 0) close(listen_fd_);
+  }
+  ScriptedUpstream(const ScriptedUpstream&) = delete;
+  ScriptedUpstream& operator=(const ScriptedUpstream&) = delete;
+
+  bool start(int port) {
+    listen_fd_ = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    int one = 1;
+    setsockopt(listen_fd_, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
+    sockaddr_in addr{};
+    addr.sin_family = AF_INET;
+    addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    addr.sin_port = htons(port);
+    if (bind(listen_fd_, reinterpret_cast<sockaddr*>(&addr), sizeof addr) != 0 ||
+        listen(listen_fd_, 16) != 0) {
+      return false;
+    }
+    acceptor_ = std::thread([this] { acceptLoop(); });
+    return true;
+  }
+
+  int accepted() {
+    std::lock_guard<std::mutex> lock(mu_);
+    return static_cast<int>(fds_.size());
+  }
+
+ private:
+  void acceptLoop() {
+    while (!stop_) {
+      pollfd p{listen_fd_, POLLIN, 0};
+      if (poll(&p, 1, 50) <= 0) continue;
+      int fd = accept4(listen_fd_, nullptr, nullptr, SOCK_CLOEXEC);
+      if (fd < 0) continue;
+      std::lock_guard<std::mutex> lock(mu_);
+      const size_t i = fds_.size();
+      fds_.push_back(fd);
+      threads_.emplace_back([this, fd, i] {
+        serve_(fd);
+        std::lock_guard<std::mutex> lock(mu_);
+        close(fd);
+        fds_[i] = -1;
+      });
+    }
+  }
+
+  const std::function<void(int fd)> serve_;
+  int listen_fd_ = -1;
+  std::atomic<bool> stop_{false};
+  std::thread acceptor_;
+  std::mutex mu_;
+  std::vector<int> fds_;  // by accept order; -1 once closed
+  std::vector<std::thread> threads_;
+};
+
+TEST_F(ProxyTest, ChunkedBodyOfTinyChunksReachesAClientThatReadsSlowlyThenFast) {
+  // About 3 MB on the wire: 7-byte chunks, all sent at once, so that the proxy often holds
+  // upstream bytes it has read but not yet moved to the client when the upstream has nothing
+  // more to send.
+  constexpr size_t kData = 1750 * 1000;
+  const std::string data = echoPattern(kData);
+  std::string response = "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n";
+  for (size_t i = 0; i < kData; i += 7) {
+    absl::string_view piece = absl::string_view(data).substr(i, 7);
+    absl::StrAppend(&response, piece.size(), "\r\n", piece, "\r\n");  // sizes < 10: hex too
+  }
+  response += "0\r\n\r\n";
+  ScriptedUpstream upstream([&response](int fd) {
+    std::string buf, head;
+    while (readRequestHead(fd, &buf, &head)) {
+      if (!sendAll(fd, response)) return;
+    }
+  });
+  ASSERT_TRUE(upstream.start(oneshot_port_));
+
+  for (int i = 0; i < 20; ++i) {
+    // A small receive window and a slow start of varying length: the proxy's writes come out
+    // partial for a while, then whole.
+    RawClient client(port_, i % 2 == 0 ? 2048 : 4096);
+    ASSERT_TRUE(client.connected());
+    ASSERT_TRUE(client.send(req("GET", "/oneshot/tiny-chunks")));
+    const size_t slow_bytes = (i % 10) * 40 * 1024;
+    std::string raw;
+    bool stalled = false, closed = false;
+    while (!absl::EndsWith(raw, "\r\n0\r\n\r\n")) {
+      const bool slow = raw.size() < slow_bytes;
+      ssize_t n =
+          client.recvSome(&raw, slow ? 700 + raw.size() % 3 * 1100 : kMiB, absl::Seconds(3));
+      if (n <= 0) {
+        (n == 0 ? stalled : closed) = true;
+        break;
+      }
+      if (slow) absl::SleepFor(absl::Microseconds(300));
+    }
+    ASSERT_FALSE(stalled) << "round " << i << ": nothing for 3 s after " << raw.size() << " bytes";
+    ASSERT_FALSE(closed) << "round " << i << ": closed after " << raw.size() << " bytes";
+    const size_t head_end = raw.find("\r\n\r\n");
+    ASSERT_NE(head_end, std::string::npos);
+    ASSERT_TRUE(absl::StartsWith(raw, "HTTP/1.1 200 ")) << raw.substr(0, head_end);
+    std::optional<std::string> body = dechunk(absl::string_view(raw).substr(head_end + 4));
+    ASSERT_TRUE(body.has_value()) << "round " << i << ": bad chunked body";
+    ASSERT_EQ(body->size(), kData) << "round " << i;
+    ASSERT_TRUE(*body == data) << "round " << i << ": body differs";
+  }
+}
+
+TEST_F(ProxyTest, StalledRequestBodyIs408AndClosed) {
+  // The strict listener's idle timeout (300ms) bounds a request whose body stops coming.
+  auto c = HttpConnection::connect(strict_port_, absl::Seconds(5));
+  ASSERT_TRUE(c.ok()) << c.status();
+  ASSERT_TRUE((*c)->send(absl::StrCat(req("POST", "/stalled", "test", "Content-Length: 100\r\n"),
+                                      std::string(10, 'x')))
+                  .ok());
+  auto r = (*c)->read();
+  ASSERT_TRUE(r.ok()) << r.status();
+  EXPECT_EQ(r->status, 408);
+  EXPECT_EQ(r->body, "request body timeout\n");
+  EXPECT_EQ(r->header("connection"), "close");
+  EXPECT_TRUE((*c)->closedByPeer(absl::Seconds(5)));
+  EXPECT_EQ(metric("sluice_http_downstream_rq_total{listener=\"strict\",code_class=\"4xx\"}"), 1);
+}
+
+TEST_F(ProxyTest, PipelinedLocalAnswersToAClientThatDoesNotReadAreBounded) {
+  // Request i goes to one of two virtual hosts, in an order with no short period: the answers
+  // show which request they answer.
+  auto exact = [](uint64_t i) { return ((i * 0x9E3779B97F4A7C15ULL) >> 63) != 0; };
+  auto request = [&](uint64_t i) {
+    return req("GET", "/", exact(i) ? "exact.test" : "x.wild.test");
+  };
+  const pid_t pid = sluice_->pid();
+  const int64_t baseline = rssKiB(pid);
+  ASSERT_GT(baseline, 0);
+
+  RawClient client(port_, 4096);
+  ASSERT_TRUE(client.connected());
+  // Up to 30 MB of requests, never reading: a proxy that keeps reading them piles up the
+  // answers. One that stops reading soon leaves no room to send more.
+  const size_t kTotal = 30 * kMiB;
+  const absl::Time give_up = absl::Now() + absl::Seconds(4);
+  size_t sent = 0, next_rss = 0;
+  uint64_t next = 0;
+  std::string pending;
+  int64_t peak = baseline;
+  while (sent < kTotal && absl::Now() < give_up) {
+    while (pending.size() < 64 * 1024) pending += request(next++);
+    ssize_t n = client.sendSome(pending, absl::Seconds(1));
+    ASSERT_GE(n, 0) << "send failed after " << sent << " bytes";
+    if (n == 0) break;  // the proxy stopped reading
+    pending.erase(0, n);
+    sent += n;
+    if (sent >= next_rss) {
+      peak = std::max(peak, rssKiB(pid));
+      next_rss = sent + kMiB;
+    }
+  }
+  peak = std::max(peak, rssKiB(pid));
+  RecordProperty("pipelined_bytes_sent", absl::StrCat(sent));
+  RecordProperty("rss_growth_kib", absl::StrCat(peak - baseline));
+  EXPECT_LT(peak - baseline, 10 * 1024) << "VmRSS grew from " << baseline << " to " << peak
+                                        << " KiB; " << sent << " bytes of requests were taken";
+
+  // Reading now: the answers come, in order.
+  std::string buf;
+  for (uint64_t i = 0; i < 2000; ++i) {
+    bool bad = false;
+    std::optional<HttpResponse> r;
+    while (!(r = takeResponse(&buf, &bad)).has_value() && !bad) {
+      ASSERT_GT(client.recvSome(&buf, 64 * 1024, absl::Seconds(5)), 0) << "answer " << i;
+    }
+    ASSERT_FALSE(bad) << "answer " << i << ": " << buf.substr(0, 200);
+    ASSERT_EQ(r->status, 200) << "answer " << i;
+    ASSERT_EQ(r->body, exact(i) ? "vhost exact\n" : "vhost wild\n") << "answer " << i;
+  }
+}
+
+TEST_F(ProxyTest, DirectResponse204And304HaveNoBody) {
+  auto c = connect();
+  ASSERT_NE(c, nullptr);
+  // Pipelined: a body after either answer would be read as the start of the next one.
+  ASSERT_TRUE(c->send(absl::StrCat(req("GET", "/no-content"), req("GET", "/not-modified"),
+                                   req("GET", "/direct")))
+                  .ok());
+  auto r = c->read();
+  ASSERT_TRUE(r.ok()) << r.status();
+  EXPECT_EQ(r->status, 204);
+  EXPECT_EQ(r->headerCount("content-length"), 0);
+  EXPECT_EQ(r->headerCount("transfer-encoding"), 0);
+  EXPECT_EQ(r->headerCount("content-type"), 0);
+  r = c->read();
+  ASSERT_TRUE(r.ok()) << r.status();
+  EXPECT_EQ(r->status, 304);
+  EXPECT_EQ(r->headerCount("transfer-encoding"), 0);
+  r = c->read();
+  ASSERT_TRUE(r.ok()) << r.status();
+  EXPECT_EQ(r->status, 202);
+  EXPECT_EQ(r->body, "direct answer\n");
+}
+
+TEST_F(ProxyTest, UpstreamResetIsNotTheEndOfACloseDelimitedBody) {
+  // A body delimited by the connection's close (no length, not chunked): FIN ends it, RST cuts
+  // it short.
+  ScriptedUpstream upstream([](int fd) {
+    std::string buf, head;
+    if (!readRequestHead(fd, &buf, &head)) return;
+    if (!sendAll(fd, "HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\n\r\npartial-body-")) return;
+    if (absl::StrContains(head, "/oneshot/reset")) {
+      absl::SleepFor(absl::Milliseconds(50));
+      linger l{1, 0};
+      setsockopt(fd, SOL_SOCKET, SO_LINGER, &l, sizeof l);  // the close below resets
+    } else {
+      sendAll(fd, "end");
+    }
+  });
+  ASSERT_TRUE(upstream.start(oneshot_port_));
+  {
+    // An HTTP/1.1 client gets it chunked, the last chunk when the body ends.
+    auto c = connect();
+    ASSERT_NE(c, nullptr);
+    auto r = c->roundTrip(req("GET", "/oneshot/close"));
+    ASSERT_TRUE(r.ok()) << r.status();
+    EXPECT_EQ(r->status, 200);
+    EXPECT_EQ(r->header("transfer-encoding"), "chunked");
+    EXPECT_EQ(r->body, "partial-body-end");
+  }
+  RawClient client(port_, 0);
+  ASSERT_TRUE(client.connected());
+  ASSERT_TRUE(client.send(req("GET", "/oneshot/reset")));
+  std::string raw;
+  EXPECT_TRUE(client.readToClose(&raw, absl::Seconds(5))) << "still open after: " << raw;
+  const size_t head_end = raw.find("\r\n\r\n");
+  ASSERT_NE(head_end, std::string::npos) << raw;
+  EXPECT_TRUE(absl::StartsWith(raw, "HTTP/1.1 200 ")) << raw;
+  EXPECT_THAT(absl::AsciiStrToLower(raw.substr(0, head_end)),
+              HasSubstr("transfer-encoding: chunked"));
+  const std::string body = raw.substr(head_end + 4);
+  EXPECT_THAT(body, HasSubstr("partial-body-"));
+  // Truncated: no last chunk, so the client can tell.
+  EXPECT_FALSE(dechunk(body).has_value()) << body;
+  EXPECT_FALSE(absl::EndsWith(body, "0\r\n\r\n")) << body;
+}
+
+TEST_F(ProxyTest, UpstreamConnectionIsNotReusedAfterHead) {
+  // An upstream that sends the body it announced in answer to HEAD, a little later: bytes that
+  // look like a response.
+  const std::string junk = "HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nXY";
+  ASSERT_EQ(junk.size(), 40u);
+  ScriptedUpstream upstream([&junk](int fd) {
+    std::string buf, head;
+    while (readRequestHead(fd, &buf, &head)) {
+      if (absl::StartsWith(head, "HEAD ")) {
+        if (!sendAll(fd, "HTTP/1.1 200 OK\r\nContent-Length: 40\r\n\r\n")) return;
+        absl::SleepFor(absl::Milliseconds(50));
+        if (!sendAll(fd, junk)) return;
+      } else if (!sendAll(fd, "HTTP/1.1 200 OK\r\nContent-Length: 12\r\n\r\nreal answer\n")) {
+        return;
+      }
+    }
+  });
+  ASSERT_TRUE(upstream.start(oneshot_port_));
+  auto c = connect();
+  ASSERT_NE(c, nullptr);
+  ASSERT_TRUE(c->send(absl::StrCat(req("HEAD", "/oneshot/head"), req("GET", "/oneshot/get"))).ok());
+  auto r = c->read(/*head=*/true);
+  ASSERT_TRUE(r.ok()) << r.status();
+  EXPECT_EQ(r->status, 200);
+  EXPECT_EQ(r->header("content-length"), "40");
+  r = c->read();
+  ASSERT_TRUE(r.ok()) << r.status();
+  EXPECT_EQ(r->status, 200);
+  EXPECT_EQ(r->body, "real answer\n");
+  EXPECT_EQ(upstream.accepted(), 2);
+}
+
+TEST_F(ProxyTest, HalfClosedClientGetsAnswersToItsPipelinedRequests) {
+  RawClient client(port_, 0);
+  ASSERT_TRUE(client.connected());
+  // The first answer comes late: the proxy has long seen the client's FIN by then.
+  ASSERT_TRUE(client.send(absl::StrCat(req("GET", "/first", "test", "x-echo-delay-ms: 200\r\n"),
+                                       req("GET", "/second"))));
+  client.shutdownWrite();
+  std::string raw;
+  EXPECT_TRUE(client.readToClose(&raw, absl::Seconds(5))) << "still open after: " << raw;
+  for (const char* target : {"/first", "/second"}) {
+    bool bad = false;
+    std::optional<HttpResponse> r = takeResponse(&raw, &bad);
+    ASSERT_TRUE(r.has_value()) << "no answer for " << target << (bad ? " (garbled)" : "") << ": "
+                               << raw.substr(0, 300);
+    EXPECT_EQ(r->status, 200);
+    auto e = parseEcho(r->body);
+    ASSERT_TRUE(e.has_value()) << r->body;
+    EXPECT_EQ(e->target, target);
+  }
+  EXPECT_EQ(raw, "");
+}
+
+TEST_F(ProxyTest, NonIdempotentRequestOnAPooledConnectionClosedUnansweredIsNotRetried) {
+  OneShotUpstream upstream;
+  ASSERT_TRUE(upstream.start(oneshot_port_));
+  auto c = connect();
+  ASSERT_NE(c, nullptr);
+  auto r = c->roundTrip(req("GET", "/oneshot"));
+  ASSERT_TRUE(r.ok()) << r.status();
+  EXPECT_EQ(r->body, "answer 1\n");
+  // On the pooled connection, which the upstream closes after reading the POST: it may have
+  // acted on it, so the POST is not sent again.
+  r = c->roundTrip(req("POST", "/oneshot", "test", "Content-Length: 0\r\n"));
+  ASSERT_TRUE(r.ok()) << r.status();
+  EXPECT_EQ(r->status, 502) << r->body;
+  EXPECT_THAT(r->body, HasSubstr("upstream connection closed"));
+  EXPECT_EQ(upstream.closed_unanswered(), 1);
+  EXPECT_EQ(upstream.answered(), 1);
+  EXPECT_EQ(upstream.accepted(), 1);
+  EXPECT_EQ(metric("sluice_cluster_upstream_rq_retry_total{cluster=\"oneshot\"}"), 0);
+  // A GET in the same situation is retried: a fresh connection, then a reused one closed
+  // unanswered.
+  for (int i = 2; i <= 3; ++i) {
+    r = c->roundTrip(req("GET", "/oneshot"));
+    ASSERT_TRUE(r.ok()) << r.status();
+    EXPECT_EQ(r->status, 200) << r->body;
+    EXPECT_EQ(r->body, absl::StrCat("answer ", i, "\n"));
+  }
+  EXPECT_EQ(upstream.closed_unanswered(), 2);
+  EXPECT_EQ(metric("sluice_cluster_upstream_rq_retry_total{cluster=\"oneshot\"}"), 1);
 }
 
 }  // namespace
