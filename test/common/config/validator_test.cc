@@ -441,10 +441,9 @@ TEST(ValidatorTest, DirectResponseBodyOnBodilessStatus) {
           status: 204
           body: "HTTP/1.1 200 OK"
 )");
-  EXPECT_THAT(r.errors,
-              ElementsAre(isDiagnostic(15, "RouteConfiguration", "main",
-                                       "virtual_hosts[0].routes[0].direct_response.body",
-                                       "must be empty: a 204 response has no body")));
+  EXPECT_THAT(r.errors, ElementsAre(isDiagnostic(15, "RouteConfiguration", "main",
+                                                 "virtual_hosts[0].routes[0].direct_response.body",
+                                                 "must be empty: a 204 response has no body")));
 }
 
 TEST(ValidatorTest, RedirectCodeNotARedirect) {
