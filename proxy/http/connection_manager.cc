@@ -15,6 +15,7 @@
 
 #include "common/log/log.h"
 #include "proxy/http/chunked.h"
+#include "proxy/http/socket_io.h"
 #include "proxy/router/route_table.h"
 
 namespace sluice::http {
@@ -22,7 +23,6 @@ namespace {
 
 using Clock = std::chrono::steady_clock;
 
-constexpr size_t kReadChunk = 32 * 1024;
 // How long a closing connection keeps reading (and discarding) what the client still sends, so
 // that closing with unread bytes does not reset the connection before the client reads our
 // answer (nginx's lingering close).
@@ -40,21 +40,6 @@ std::string_view firstSegment(evbuffer* buf) {
     if (vec[i].iov_len > 0) return {static_cast<const char*>(vec[i].iov_base), vec[i].iov_len};
   }
   return {};
-}
-
-// Reads what the socket has, up to kReadChunk, into `buf`: one read(2). (evbuffer_read first
-// asks the kernel how much there is with an ioctl: a second syscall per read. Reading straight
-// into evbuffer_reserve_space() memory stalled large chunked responses in our tests, which we
-// did not get to the bottom of; one copy from the stack is simple and safe.) Returns the bytes
-// read, 0 at EOF, or -1 with errno set.
-ssize_t readInto(evbuffer* buf, int fd) {
-  char data[kReadChunk];
-  ssize_t got = read(fd, data, sizeof(data));
-  if (got > 0 && evbuffer_add(buf, data, static_cast<size_t>(got)) != 0) {
-    errno = ENOMEM;
-    return -1;
-  }
-  return got;
 }
 
 void addHeader(evbuffer* b, std::string_view name, std::string_view value) {
@@ -322,8 +307,14 @@ class DownstreamConnection : public upstream::UpstreamOwner {
   HeadScan scan_;
   bool head_bytes_seen_ = false;
 
-  // The request in progress.
-  std::shared_ptr<const server::Generation> gen_;
+  // The generation the last request looked up its listener and route table in (nullptr: look
+  // again), and what it found.
+  const server::Generation* seen_gen_ = nullptr;
+  const router::RouteTable* table_ = nullptr;
+  bool listener_gone_ = false;
+
+  // The request in progress. `gen_` is accept_gen_'s, which holds it for the request's life.
+  const server::Generation* gen_ = nullptr;
   const router::Route* route_ = nullptr;
   const upstream::Cluster* cluster_ = nullptr;
   const upstream::Endpoint* endpoint_ = nullptr;
@@ -660,17 +651,28 @@ void DownstreamConnection::startRequest(RequestHead& head) {
 
   // The newest generation that still has this connection's listener; a listener removed since
   // the accept keeps serving its connections on the generation they were accepted on.
-  gen_ = worker_->generation;
-  const server::ListenerConfig* listener =
-      gen_ != nullptr ? gen_->listener(listener_name_) : nullptr;
-  if (listener == nullptr) {
-    gen_ = accept_gen_;
-    listener = gen_->listener(listener_name_);
-    keep_alive_ = false;
-  } else if (accept_gen_ != gen_) {
-    accept_gen_ = gen_;  // a long-lived connection must not pin old generations
+  // Looked up again only when the worker has a new generation: no name lookups and no
+  // reference counting per request.
+  const server::Generation* newest = worker_->generation.get();
+  if (newest != seen_gen_ || newest == nullptr) {
+    const server::ListenerConfig* listener =
+        newest != nullptr ? newest->listener(listener_name_) : nullptr;
+    if (listener != nullptr) {
+      // A long-lived connection must not pin old generations.
+      if (accept_gen_.get() != newest) accept_gen_ = worker_->generation;
+      seen_gen_ = newest;
+      listener_gone_ = false;
+    } else {
+      listener = accept_gen_->listener(listener_name_);
+      // Not remembered: `newest` is not ours to keep alive, and this connection closes anyway.
+      seen_gen_ = nullptr;
+      listener_gone_ = true;
+    }
+    table_ = accept_gen_->routeTable(listener->route_config);
   }
-  const router::RouteTable* table = gen_->routeTable(listener->route_config);
+  if (listener_gone_) keep_alive_ = false;
+  gen_ = accept_gen_.get();
+  const router::RouteTable* table = table_;
   HeadHeaders headers(head);
   router::RequestView view{head.method, head.host, head.path, head.query, &headers};
   const router::Route* route = table != nullptr ? table->route(view) : nullptr;
@@ -1215,7 +1217,7 @@ void DownstreamConnection::countResponse(int status) {
 }
 
 void DownstreamConnection::endStream(bool close) {
-  gen_.reset();
+  gen_ = nullptr;
   route_ = nullptr;
   cluster_ = nullptr;
   endpoint_ = nullptr;
@@ -1312,7 +1314,7 @@ bool DownstreamConnection::discardBufferedBody() {
 void DownstreamConnection::flushDownstream() {
   if (phase_ == Phase::kClosed) return;
   while (evbuffer_get_length(out_) > 0) {
-    int n = evbuffer_write(out_, fd_);
+    ssize_t n = writeFrom(out_, fd_);
     if (n < 0) {
       if (errno == EAGAIN || errno == EINTR) break;
       // The client is gone.
@@ -1379,7 +1381,9 @@ void DownstreamConnection::closeNow() {
   fd_ = -1;
   worker_->cells->gaugeAdd(lstats_.cx_active, -1);
   counter_->connections.fetch_sub(1, std::memory_order_relaxed);
-  gen_.reset();
+  gen_ = nullptr;
+  seen_gen_ = nullptr;
+  table_ = nullptr;
   accept_gen_.reset();
   auto& list = worker_->connections;
   list.erase(std::find(list.begin(), list.end(), this));

@@ -7,6 +7,7 @@
 #include "absl/time/time.h"
 #include "common/flags/flags.h"
 #include "common/log/log.h"
+#include "proxy/server/buffer_memory.h"
 #include "proxy/server/server.h"
 
 ABSL_FLAG(std::string, xds, "", "Control plane ADS address, e.g. 127.0.0.1:18000.");
@@ -32,6 +33,8 @@ int fail(const std::string& message) {
 
 int main(int argc, char** argv) {
   using sluice::log::Level;
+  // Before anything touches libevent: its buffers come from per-thread free lists.
+  sluice::server::buffer_memory::install();
   std::vector<std::string> args = sluice::flags::parse(
       argc, argv,
       "the Sluice proxy.\n"

@@ -8,6 +8,8 @@
 
 #include <algorithm>
 
+#include "proxy/http/socket_io.h"
+
 namespace sluice::upstream {
 
 void UpstreamConn::wantRead(bool on) {
@@ -32,7 +34,7 @@ void UpstreamConn::wantWrite(bool on) {
 
 bool UpstreamConn::flush() {
   while (evbuffer_get_length(out_) > 0) {
-    int n = evbuffer_write(out_, fd_);
+    ssize_t n = http::writeFrom(out_, fd_);
     if (n < 0) {
       if (errno == EAGAIN || errno == EINTR) break;
       return false;
