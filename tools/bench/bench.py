@@ -294,7 +294,7 @@ def load(run_dir):
     idle = {}
     for rec in recs:
         key = (rec["mode"], rec["conns"], rec["size"], rec["target"])
-        if rec["phase"] in ("main", "feature"):
+        if rec["phase"] in ("main", "feature", "scaling"):
             groups[(rec["phase"],) + key].append(Run(rec, clk))
         elif rec["phase"] == "syscalls" and rec.get("syscalls_file"):
             total, by_name = parse_syscalls(os.path.join(run_dir, "syscalls", rec["syscalls_file"]))
@@ -575,6 +575,37 @@ def cmd_report(args):
                 w(f"| {label} | {TARGET_LABEL[b]} | {fmt_range(p.rps)} | {ratio(median(p.rps), median(bare.rps))} "
                   f"| {fmt_range(p.p99, 2)} | {ratio(median(p.p99), median(bare.p99))} "
                   f"| {fmt_range(p.cpu_us, 1)} | {ratio(median(p.cpu_us), median(bare.cpu_us))} |")
+        w("")
+
+    skeys = point_keys(points, "scaling")
+    if skeys:
+        key = skeys[0]
+        w(f"## One worker and two ({point_label(key)}, nothing pinned)")
+        w("")
+        w("sluice with `--workers 1` and `--workers 2`, both free to run on both CPUs, and wrk with two "
+          "threads on both CPUs (the upstream stays on CPU 0). Here the load generator and the upstream "
+          "share the two cores with the proxy, so requests/s cannot show what a second worker adds; the "
+          "CPU each request costs the proxy can. Capacity is the proxy's CPUs (1 or 2) divided by its CPU "
+          "per request: what it would serve with its cores to itself, if the cost per request held. "
+          "Scaling is two workers' capacity over one's; it stays near 2.00x when the workers share "
+          "nothing (no locks, no shared cache lines).")
+        w("")
+        w("| target | requests/s | p99 ms | proxy CPU us/req | proxy CPUs busy | capacity, req/s | scaling |")
+        w("| --- " * 7 + "|")
+        cap1 = None
+        for t, cores in (("direct", None), ("sluice+w1", 1), ("sluice+w2", 2)):
+            p = points.get(("scaling",) + key + (t,))
+            if p is None:
+                continue
+            label = {"direct": TARGET_LABEL["direct"], "sluice+w1": "sluice, 1 worker",
+                     "sluice+w2": "sluice, 2 workers"}[t]
+            cpu = median(p.cpu_us)
+            cap = cores * 1e6 / cpu if cores and cpu else None
+            if cores == 1:
+                cap1 = cap
+            w(f"| {label} | {fmt_range(p.rps)} | {fmt_range(p.p99, 2)} | {fmt_range(p.cpu_us, 1)} "
+              f"| {fmt(median(p.proxy_busy), 2)} | {fmt(cap)} "
+              f"| {ratio(cap, cap1) if cores == 2 else ('1.00x' if cores == 1 else '-')} |")
         w("")
 
     profiles = sorted(f for f in os.listdir(os.path.join(run_dir, "profiles"))

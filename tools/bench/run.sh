@@ -10,7 +10,8 @@
 #   BENCH_RUNS=5  BENCH_DURATION=5  BENCH_WARMUP=2    runs per point, seconds per run and warm-up
 #   BENCH_SYSCALL_DURATION=3                          the separate run that counts system calls
 #   BENCH_TARGETS="direct sluice haproxy nginx"
-#   BENCH_CLOSE=1  BENCH_UPLOAD=1  BENCH_FEATURES=1  BENCH_PROFILE=1  BENCH_ALLOCS=1   0 skips that part
+#   BENCH_CLOSE=1  BENCH_UPLOAD=1  BENCH_FEATURES=1  BENCH_SCALING=1  BENCH_PROFILE=1  BENCH_ALLOCS=1
+#                                                     0 skips that part
 #   BENCH_IDLE_CONNS=10000   memory per idle keep-alive connection, measured with this many (0 skips)
 #   BENCH_POOL=1024      idle upstream connections each proxy may keep
 #   BENCH_NICE=-20       nice level of wrk, the upstream and the proxies (as root), so that other work
@@ -47,6 +48,9 @@ upload_conns=16
 feature_conns=64
 loadgen_cpu=0
 proxy_cpu=1
+# Where wrk runs and with how many threads (the scaling phase frees it to use both CPUs).
+wrk_cpus=$loadgen_cpu
+wrk_threads=1
 
 log() { printf 'bench: %s\n' "$*" >&2; }
 die() {
@@ -132,8 +136,8 @@ start_upstream() {
   port[direct]=${port[upstream]}
 }
 
-start_sluice() {  # NAME ROUTES_TEMPLATE
-  local d="$run_dir/$1"
+start_sluice() {  # NAME ROUTES_TEMPLATE [WORKERS [CPUS]]
+  local d="$run_dir/$1" workers=${3:-1} cpus=${4:-$proxy_cpu}
   mkdir -p "$d/conf"
   next_port; port[$1]=$port_out
   next_port; admin[$1]=$port_out
@@ -141,7 +145,7 @@ start_sluice() {  # NAME ROUTES_TEMPLATE
   bench_py render "$t/sluice-cluster.yaml" "$d/conf/cluster.yaml" POOL="$pool" \
     UPSTREAM_PORT="${port[upstream]}"
   cp "$t/$2" "$d/conf/routes.yaml"
-  taskset -c "$proxy_cpu" "${prio[@]}" "$run_dir/bin/sluice" --config-dir "$d/conf" --workers 1 \
+  taskset -c "$cpus" "${prio[@]}" "$run_dir/bin/sluice" --config-dir "$d/conf" --workers "$workers" \
     --admin "127.0.0.1:${admin[$1]}" --log-level warn >"$d/sluice.log" 2>&1 &
   pids+=($!); main_pid[$1]=$!
   wait_http "http://127.0.0.1:${admin[$1]}/ready" "${main_pid[$1]}"
@@ -192,7 +196,15 @@ start_target() {  # NAME: sluice, haproxy, nginx or one of them with +routes20 /
   local base=${1%%+*} variant=bare
   [ "$1" = "$base" ] || variant=${1#*+}
   case "$base" in
-    sluice) start_sluice "$1" "$([ "$variant" = routes20 ] && echo sluice-routes20.yaml || echo sluice-routes.yaml)" ;;
+    sluice)
+      case "$variant" in
+        routes20) start_sluice "$1" sluice-routes20.yaml ;;
+        # The scaling phase: one or two workers, free to run on both CPUs.
+        w1) start_sluice "$1" sluice-routes.yaml 1 "$loadgen_cpu,$proxy_cpu" ;;
+        w2) start_sluice "$1" sluice-routes.yaml 2 "$loadgen_cpu,$proxy_cpu" ;;
+        *) start_sluice "$1" sluice-routes.yaml ;;
+      esac
+      ;;
     haproxy) start_haproxy "$1" "$variant" ;;
     nginx) start_nginx "$1" "$variant" ;;
     *) die "unknown target $1" ;;
@@ -257,7 +269,7 @@ wrk_args() {  # MODE CONNS SIZE TARGET: prints the URL and options
     close) extra=(-H "Connection: close") ;;
     upload) path=/upload script="$run_dir/upload.lua" ;;
   esac
-  printf '%s\n' -t1 "-c$2" --latency --timeout 5s -s "$script" "${extra[@]}" \
+  printf '%s\n' "-t$wrk_threads" "-c$2" --latency --timeout 5s -s "$script" "${extra[@]}" \
     "http://127.0.0.1:${port[${4%%+metrics}]}$path"
 }
 
@@ -312,7 +324,7 @@ measure() {  # PHASE TARGET MODE CONNS SIZE RUN SECONDS
     (sleep "$(awk -v s="$secs" 'BEGIN {print s / 2}')"; rss_kb "${ppids[@]}" >"$rss_file") &
     rss_pid=$!
   fi
-  taskset -c "$loadgen_cpu" "${prio[@]}" /usr/bin/time -f '%U %S' -o "$out.time" \
+  taskset -c "$wrk_cpus" "${prio[@]}" /usr/bin/time -f '%U %S' -o "$out.time" \
     wrk -d "${secs}s" "${args[@]}" >"$out" 2>&1 || true
   [ ${#ppids[@]} -eq 0 ] || t1=$(cpu_ticks "${ppids[@]}")
   u1=$(cpu_ticks "${upids[@]}")
@@ -531,6 +543,26 @@ if [ "${BENCH_FEATURES:-1}" = 1 ]; then
       measure feature "$target" keepalive "$feature_conns" 12 "$r" "$duration"
     done
   done
+fi
+
+# Two workers against one: both sluice processes and wrk (two threads) free to use both CPUs,
+# the upstream still on CPU 0. The machine has no spare core for the load generator, so the
+# report judges scaling by the CPU each request costs the proxy (see docs/benchmarks.md).
+if [ "${BENCH_SCALING:-1}" = 1 ] && [[ " ${main_targets[*]} " == *" sluice "* ]]; then
+  start_target sluice+w1
+  start_target sluice+w2
+  wrk_cpus="$loadgen_cpu,$proxy_cpu"
+  wrk_threads=2
+  for target in direct sluice+w1 sluice+w2; do
+    measure swarmup "$target" keepalive "$feature_conns" 12 0 "$warmup"
+  done
+  for r in $(seq 1 "$runs"); do
+    for target in direct sluice+w1 sluice+w2; do
+      measure scaling "$target" keepalive "$feature_conns" 12 "$r" "$duration"
+    done
+  done
+  wrk_cpus=$loadgen_cpu
+  wrk_threads=1
 fi
 
 if [ "${BENCH_ALLOCS:-1}" = 1 ] && [ "$syscall_tool" = perf ]; then
