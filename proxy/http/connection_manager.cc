@@ -42,14 +42,48 @@ std::string_view firstSegment(evbuffer* buf) {
   return {};
 }
 
-void addHeader(evbuffer* b, std::string_view name, std::string_view value) {
+// Serializes a message head into one run of bytes before it reaches the evbuffer: one
+// evbuffer_add per head instead of one per piece.
+class HeadWriter {
+ public:
+  explicit HeadWriter(evbuffer* to) : to_(to) {}
+  HeadWriter(const HeadWriter&) = delete;
+  HeadWriter& operator=(const HeadWriter&) = delete;
+  ~HeadWriter() { flush(); }
+
+  void append(std::string_view s) {
+    if (s.size() > sizeof(buf_) - len_) {
+      flush();
+      if (s.size() > sizeof(buf_)) {
+        evbuffer_add(to_, s.data(), s.size());
+        return;
+      }
+    }
+    std::memcpy(buf_ + len_, s.data(), s.size());
+    len_ += s.size();
+  }
+  void flush() {
+    if (len_ == 0) return;
+    evbuffer_add(to_, buf_, len_);
+    len_ = 0;
+  }
+
+ private:
+  evbuffer* to_;
+  size_t len_ = 0;
+  char buf_[8192];
+};
+
+void add(HeadWriter& b, std::string_view s) { b.append(s); }
+
+void addHeader(HeadWriter& b, std::string_view name, std::string_view value) {
   add(b, name);
   add(b, ": ");
   add(b, value);
   add(b, "\r\n");
 }
 
-void addNumber(evbuffer* b, uint64_t n) {
+void addNumber(HeadWriter& b, uint64_t n) {
   char buf[24];
   char* end = buf + sizeof(buf);
   char* p = end;
@@ -57,7 +91,7 @@ void addNumber(evbuffer* b, uint64_t n) {
     *--p = static_cast<char>('0' + n % 10);
     n /= 10;
   } while (n != 0);
-  evbuffer_add(b, p, end - p);
+  b.append(std::string_view(p, static_cast<size_t>(end - p)));
 }
 
 bool startsWithIgnoreCase(std::string_view s, std::string_view prefix) {
@@ -100,7 +134,7 @@ bool removedBy(const router::HeaderOps& ops, std::string_view name) {
   return false;
 }
 
-void addOps(evbuffer* b, const router::HeaderOps& ops) {
+void addOps(HeadWriter& b, const router::HeaderOps& ops) {
   for (const auto& a : ops.add) addHeader(b, a.name, a.value);
 }
 
@@ -789,7 +823,8 @@ bool DownstreamConnection::connectUpstream(bool fresh) {
 }
 
 void DownstreamConnection::writeUpstreamHead(const RequestHead& head, const router::Route& route,
-                                             const upstream::Endpoint& endpoint, evbuffer* b) {
+                                             const upstream::Endpoint& endpoint, evbuffer* to) {
+  HeadWriter b(to);
   add(b, head.method);
   add(b, " ");
   if (!route.prefix_rewrite.empty() && route.path_kind == router::Route::PathKind::kPrefix) {
@@ -1037,15 +1072,16 @@ void DownstreamConnection::processUpstream() {
       }
       // Interim responses: our own 100 Continue already went out; others (103) pass on.
       if (head.status != 100 && version_minor_ == 1) {
-        add(out_, "HTTP/1.1 ");
-        addNumber(out_, head.status);
-        add(out_, " ");
-        add(out_, head.reason);
-        add(out_, "\r\n");
+        HeadWriter w(out_);
+        add(w, "HTTP/1.1 ");
+        addNumber(w, head.status);
+        add(w, " ");
+        add(w, head.reason);
+        add(w, "\r\n");
         for (const Header& h : head.headerList()) {
-          if (!isHopByHop(h.name)) addHeader(out_, h.name, h.value);
+          if (!isHopByHop(h.name)) addHeader(w, h.name, h.value);
         }
-        add(out_, "\r\n");
+        add(w, "\r\n");
       }
       evbuffer_drain(up_->in(), head_len);
       resp_scan_.reset();
@@ -1090,34 +1126,35 @@ bool DownstreamConnection::writeResponseHead(const ResponseHead& head) {
   close_after_ = !keep_alive_ || !req_done_ || resp_dechunk_ ||
                  (resp_mode_ == BodyMode::kClose && !resp_rechunk_);
   const router::HeaderOps& ops = route_->response_headers;
-  add(out_, version_minor_ == 1 ? "HTTP/1.1 " : "HTTP/1.0 ");
-  addNumber(out_, head.status);
-  add(out_, " ");
-  add(out_, head.reason.empty() ? reasonPhrase(head.status) : head.reason);
-  add(out_, "\r\n");
+  HeadWriter w(out_);
+  add(w, version_minor_ == 1 ? "HTTP/1.1 " : "HTTP/1.0 ");
+  addNumber(w, head.status);
+  add(w, " ");
+  add(w, head.reason.empty() ? reasonPhrase(head.status) : head.reason);
+  add(w, "\r\n");
   for (const Header& h : head.headerList()) {
     bool keep_length = resp_mode_ == BodyMode::kNone && equalsIgnoreCase(h.name, "content-length");
     if ((isHopByHop(h.name) && !keep_length) || namedByConnection(head, h.name) ||
         removedBy(ops, h.name)) {
       continue;
     }
-    addHeader(out_, h.name, h.value);
+    addHeader(w, h.name, h.value);
   }
-  addHeader(out_, "via", kVia);
-  addOps(out_, ops);
+  addHeader(w, "via", kVia);
+  addOps(w, ops);
   if (resp_mode_ == BodyMode::kLength) {
-    add(out_, "content-length: ");
-    addNumber(out_, resp_remaining_);
-    add(out_, "\r\n");
+    add(w, "content-length: ");
+    addNumber(w, resp_remaining_);
+    add(w, "\r\n");
   } else if ((resp_mode_ == BodyMode::kChunked && !resp_dechunk_) || resp_rechunk_) {
-    addHeader(out_, "transfer-encoding", "chunked");
+    addHeader(w, "transfer-encoding", "chunked");
   }
   if (close_after_) {
-    addHeader(out_, "connection", "close");
+    addHeader(w, "connection", "close");
   } else if (version_minor_ == 0) {
-    addHeader(out_, "connection", "keep-alive");
+    addHeader(w, "connection", "keep-alive");
   }
-  add(out_, "\r\n");
+  add(w, "\r\n");
   return true;
 }
 
@@ -1246,33 +1283,36 @@ void DownstreamConnection::localReply(int status, std::string_view body, bool cl
   }
   close = close || !keep_alive_ || phase_ == Phase::kHead;
   phase_ = Phase::kStream;
-  add(out_, version_minor_ == 0 ? "HTTP/1.0 " : "HTTP/1.1 ");
-  addNumber(out_, status);
-  add(out_, " ");
-  add(out_, reasonPhrase(status));
-  add(out_, "\r\n");
-  if (!location.empty()) addHeader(out_, "location", location);
-  if (ops != nullptr) {
-    for (const auto& a : ops->add) {
-      if (!equalsIgnoreCase(a.name, "content-length")) addHeader(out_, a.name, a.value);
+  {
+    HeadWriter w(out_);  // flushed before endStream() writes to the socket
+    add(w, version_minor_ == 0 ? "HTTP/1.0 " : "HTTP/1.1 ");
+    addNumber(w, status);
+    add(w, " ");
+    add(w, reasonPhrase(status));
+    add(w, "\r\n");
+    if (!location.empty()) addHeader(w, "location", location);
+    if (ops != nullptr) {
+      for (const auto& a : ops->add) {
+        if (!equalsIgnoreCase(a.name, "content-length")) addHeader(w, a.name, a.value);
+      }
     }
+    // These statuses never have a body (RFC 9110 6.4.1), nor a Content-Length of ours.
+    const bool bodiless = status < 200 || status == 204 || status == 304;
+    if (bodiless) body = {};
+    if (!body.empty()) addHeader(w, "content-type", "text/plain");
+    if (status >= 200 && status != 204 && status != 304) {
+      add(w, "content-length: ");
+      addNumber(w, body.size());
+      add(w, "\r\n");
+    }
+    if (close) {
+      addHeader(w, "connection", "close");
+    } else if (version_minor_ == 0) {
+      addHeader(w, "connection", "keep-alive");
+    }
+    add(w, "\r\n");
+    if (method_ != Method::kHead) add(w, body);
   }
-  // These statuses never have a body (RFC 9110 6.4.1), nor a Content-Length of ours.
-  const bool bodiless = status < 200 || status == 204 || status == 304;
-  if (bodiless) body = {};
-  if (!body.empty()) addHeader(out_, "content-type", "text/plain");
-  if (status >= 200 && status != 204 && status != 304) {
-    add(out_, "content-length: ");
-    addNumber(out_, body.size());
-    add(out_, "\r\n");
-  }
-  if (close) {
-    addHeader(out_, "connection", "close");
-  } else if (version_minor_ == 0) {
-    addHeader(out_, "connection", "keep-alive");
-  }
-  add(out_, "\r\n");
-  if (method_ != Method::kHead) add(out_, body);
   status_ = status;
   countResponse(status);
   endStream(close);
