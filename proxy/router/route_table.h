@@ -5,11 +5,13 @@
 #include <memory>
 #include <string>
 #include <string_view>
+#include <utility>
 #include <vector>
 
 #include "absl/container/flat_hash_map.h"
 #include "absl/status/statusor.h"
 #include "re2/re2.h"
+#include "re2/set.h"
 #include "sluice/config/v1/route.pb.h"
 
 namespace sluice::router {
@@ -106,13 +108,67 @@ struct Route {
   uint32_t pickCluster(uint64_t draw) const;
 };
 
+// Where the routes of one virtual host can match, so that a request looks only at the routes its
+// path can select: exact paths by hash, prefixes in a radix tree, regexes in order with RE2 sets
+// over runs of them. Every candidate list is in route order, so the first route that fully
+// matches is the lowest index found in any of them, and each list stops at the best so far.
+// Small hosts are scanned in order instead. Matching allocates nothing (RE2 itself may, when it
+// adds a state to a DFA's cache, as it does for every route's regex too).
+class RouteIndex {
+ public:
+  // Indexes `routes`; match() must be given the same routes, unchanged.
+  static RouteIndex build(const std::vector<Route>& routes);
+
+  // The first route of `routes` that matches `request`, or nullptr.
+  const Route* match(const std::vector<Route>& routes, const RequestView& request) const;
+
+  // False for small hosts, which are scanned in order.
+  bool indexed() const { return !linear_; }
+
+ private:
+  // A run of route indexes in ids_.
+  struct Span {
+    uint32_t begin = 0;
+    uint32_t size = 0;
+  };
+  // A radix tree node: the prefix of a node is the labels on the way from the root to it.
+  struct PrefixNode {
+    uint32_t label_begin = 0;  // in labels_
+    uint32_t label_size = 0;
+    uint32_t first_child = 0;  // children are contiguous, ordered by the first byte of their label
+    uint32_t child_count = 0;
+    Span ids;                      // routes whose prefix ends here
+    uint32_t subtree_min = 0;      // the lowest route index here or below
+    unsigned char first_byte = 0;  // labels_[label_begin], or 0 for the root
+  };
+  // Consecutive regex routes (regex_[begin, end)) and, for long runs, a set that rules them all
+  // out with one DFA pass.
+  struct RegexChunk {
+    uint32_t begin = 0;
+    uint32_t end = 0;
+    std::unique_ptr<RE2::Set> set;
+  };
+
+  void buildPrefixTree(std::vector<std::pair<std::string, std::vector<uint32_t>>> prefixes);
+  Span addIds(const std::vector<uint32_t>& ids);
+
+  bool linear_ = true;
+  std::vector<uint32_t> ids_;
+  absl::flat_hash_map<std::string, Span> exact_;
+  std::vector<PrefixNode> prefix_nodes_;  // [0] is the root (the empty prefix), if any prefixes
+  std::string labels_;
+  std::vector<uint32_t> regex_;  // indexes of the regex routes, ascending
+  std::vector<RegexChunk> regex_chunks_;
+};
+
 struct VirtualHost {
   std::string name;
   std::vector<Route> routes;
+  RouteIndex index;  // over `routes`
 };
 
 // A RouteConfiguration compiled for matching: hosts by hash, suffix wildcards longest first,
-// routes in order. Immutable once built; shared by every worker.
+// routes indexed by path (RouteIndex). Immutable once built; shared by every worker.
 class RouteTable {
  public:
   // Resolves cluster names to indexes with `cluster_index`, which returns -1 for an unknown name.
