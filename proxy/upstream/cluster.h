@@ -10,6 +10,7 @@
 #include <string>
 #include <vector>
 
+#include "absl/container/flat_hash_map.h"
 #include "absl/status/statusor.h"
 #include "absl/time/time.h"
 #include "proxy/stats/store.h"
@@ -25,7 +26,8 @@ class PoolKeys {
   uint32_t size() const { return static_cast<uint32_t>(keys_.size()); }
 
  private:
-  std::vector<std::string> keys_;
+  // A hash, not a list: a generation of thousands of endpoints looks every one of them up.
+  absl::flat_hash_map<std::string, uint32_t> keys_;
 };
 
 struct ClusterStats {
