@@ -93,10 +93,14 @@ std::string jsonString(absl::string_view s) {
   return out + "\"";
 }
 
+// Resources of type T, serialized, as a JSON list.
 template <class T>
-std::string jsonList(const std::vector<config::Sourced<T>>& items) {
+std::string jsonList(const std::vector<std::string>& items) {
   std::vector<std::string> parts;
-  for (const auto& item : items) parts.push_back(toJson(item.resource));
+  T resource;
+  for (const std::string& item : items) {
+    parts.push_back(resource.ParseFromString(item) ? toJson(resource) : "null");
+  }
   return absl::StrCat("[", absl::StrJoin(parts, ","), "]");
 }
 
@@ -358,10 +362,12 @@ std::string Server::configDump() const {
   }
   // No secrets exist in these resources yet; auth config (later) is redacted here.
   return absl::StrCat("{\"generation\":", g.id, ",\"versions\":{", absl::StrJoin(versions, ","),
-                      "},\"listeners\":", jsonList(g.config.listeners),
-                      ",\"route_configurations\":", jsonList(g.config.route_configs),
-                      ",\"clusters\":", jsonList(g.config.clusters),
-                      ",\"cluster_load_assignments\":", jsonList(g.config.assignments), "}\n");
+                      "},\"listeners\":", jsonList<config::v1::Listener>(g.config.listeners),
+                      ",\"route_configurations\":",
+                      jsonList<config::v1::RouteConfiguration>(g.config.route_configs),
+                      ",\"clusters\":", jsonList<config::v1::Cluster>(g.config.clusters),
+                      ",\"cluster_load_assignments\":",
+                      jsonList<config::v1::ClusterLoadAssignment>(g.config.assignments), "}\n");
 }
 
 std::string Server::clustersJson() const {
