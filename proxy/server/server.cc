@@ -114,6 +114,9 @@ struct Server::Rollout {
   std::atomic<int> pending{0};  // workers that have not switched yet
   Clock::time_point live;       // written by the last worker before `done`
   std::atomic<bool> done{false};
+  // The generation this one replaces, released on the main thread once every worker has
+  // switched: otherwise the last worker to switch would free it, between two requests.
+  std::shared_ptr<const Generation> previous;
 
   // On each worker once it has switched; the last one wakes the main thread.
   void arrive(int wake_fd) {
@@ -253,6 +256,7 @@ absl::Status Server::apply(const config::ConfigSet& config, const xds::Versions&
   rollout->clusters = gen->clusters.size();
   rollout->listeners = gen->listeners.size();
   rollout->pending.store(worker_count_, std::memory_order_relaxed);
+  rollout->previous = current_;
   rollouts_.push_back(rollout);
 
   std::vector<std::string> remove;
@@ -454,7 +458,8 @@ void Server::onLive(evutil_socket_t fd, short, void* arg) {
   auto& rollouts = self->rollouts_;
   size_t finished = 0;
   while (finished < rollouts.size() && rollouts[finished]->done.load(std::memory_order_acquire)) {
-    const Rollout& r = *rollouts[finished++];
+    Rollout& r = *rollouts[finished++];
+    r.previous.reset();
     const double publish = secondsSince(r.start, r.live);
     self->cells_->observe(self->compile_seconds_, r.compile_seconds);
     self->cells_->observe(self->publish_seconds_, publish);
