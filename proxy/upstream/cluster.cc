@@ -138,6 +138,8 @@ absl::StatusOr<std::unique_ptr<Cluster>> Cluster::compile(
                 ->endpoints()
           : config.endpoints();
   std::vector<uint64_t> weights;
+  c.endpoints_.reserve(endpoints.size());
+  c.cumulative_.reserve(endpoints.size());
   for (const v1::Endpoint& e : endpoints) {
     Endpoint ep;
     if (!resolve(e.address(), e.port(), &ep)) {
