@@ -4,6 +4,7 @@
 #include <errno.h>
 #include <event2/buffer.h>
 #include <event2/keyvalq_struct.h>
+#include <malloc.h>
 #include <netinet/in.h>
 #include <signal.h>
 #include <sys/eventfd.h>
@@ -474,6 +475,10 @@ void Server::onLive(evutil_socket_t fd, short, void* arg) {
         r.clusters, r.listeners);
   }
   rollouts.erase(rollouts.begin(), rollouts.begin() + finished);
+  // Loading a large config frees megabytes of parse data (YAML nodes, messages) that malloc
+  // keeps (10 MB after a reload of 10,000 routes); give them back once nothing is in flight, on
+  // this thread (10-20 ms there), so that RSS shows what the config holds.
+  if (finished > 0 && rollouts.empty()) malloc_trim(0);
 }
 
 void Server::onSignal(evutil_socket_t sig, short, void* arg) {
