@@ -7,15 +7,15 @@
 #include <cerrno>
 #include <cstring>
 #include <fstream>
-#include <sstream>
 #include <vector>
 
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "common/config/validator.h"
 #include "common/config/yaml_proto.h"
+#include "common/config/yaml_tree.h"
 #include "yaml-cpp/depthguard.h"
-#include "yaml-cpp/eventhandler.h"
+#include "yaml-cpp/exceptions.h"
 
 namespace sluice::config {
 namespace {
@@ -124,74 +124,30 @@ bool checkText(const SourceFile& file, Diagnostics* errors) {
   return true;
 }
 
-// Records where documents start. yaml-cpp 0.7's LoadAll loops forever, allocating a null document
-// each turn, when a document starts with a token its parser does not take, such as a stray ','
-// (jbeder/yaml-cpp#1040): each turn starts a document at the same place.
-class DocumentStarts : public YAML::EventHandler {
- public:
-  void OnDocumentStart(const YAML::Mark& mark) override {
-    stalled_ = started_ && mark.pos == last_.pos;
-    started_ = true;
-    last_ = mark;
-  }
-  void OnDocumentEnd() override {}
-  void OnNull(const YAML::Mark&, YAML::anchor_t) override {}
-  void OnAlias(const YAML::Mark&, YAML::anchor_t) override {}
-  void OnScalar(const YAML::Mark&, const std::string&, YAML::anchor_t,
-                const std::string&) override {}
-  void OnSequenceStart(const YAML::Mark&, const std::string&, YAML::anchor_t,
-                       YAML::EmitterStyle::value) override {}
-  void OnSequenceEnd() override {}
-  void OnMapStart(const YAML::Mark&, const std::string&, YAML::anchor_t,
-                  YAML::EmitterStyle::value) override {}
-  void OnMapEnd() override {}
-
-  bool stalled() const { return stalled_; }
-  const YAML::Mark& last() const { return last_; }
-
- private:
-  bool started_ = false;
-  bool stalled_ = false;
-  YAML::Mark last_;
-};
-
-// YAML::LoadAll, after a parse without building nodes has shown that it ends.
-std::vector<YAML::Node> loadAll(const std::string& content) {
-  std::istringstream in(content);
-  YAML::Parser parser(in);
-  DocumentStarts starts;
-  while (parser.HandleNextDocument(starts)) {
-    if (starts.stalled()) {
-      throw YAML::ParserException(starts.last(), "unexpected token at the start of a document");
-    }
-  }
-  return YAML::LoadAll(content);
-}
-
 // Adds the values of `doc` (each use of an alias in full) to `values` and the bytes of its
 // scalars to `text`; false once either passes its limit. Iterative: an alias can refer to the
 // node that contains it, so the expanded document may be infinitely deep.
-bool withinExpansionLimits(const YAML::Node& doc, size_t* values, size_t* text) {
-  std::vector<YAML::Node> pending;
-  auto count = [&](const YAML::Node& node) {
+bool withinExpansionLimits(const YamlNode& doc, size_t* values, size_t* text) {
+  std::vector<const YamlNode*> pending;
+  auto count = [&](const YamlNode& node) {
     if (++*values > kMaxFileValues) return false;
-    if (node.IsScalar()) *text += node.Scalar().size();
-    if (node.IsMap() || node.IsSequence()) pending.push_back(node);
+    if (node.isScalar()) *text += node.scalar().size();
+    if (!node.children().empty()) pending.push_back(&node);
     return *text <= kMaxFileText;
   };
   if (!count(doc)) return false;
   while (!pending.empty()) {
-    const YAML::Node node = pending.back();
+    const YamlNode* node = pending.back();
     pending.pop_back();
-    for (const auto& child : node) {
-      if (node.IsMap() ? !count(child.first) || !count(child.second) : !count(child)) return false;
+    for (const YamlNode* child : node->children()) {
+      if (!count(*child)) return false;
     }
   }
   return true;
 }
 
 template <class T>
-void addResource(const YAML::Node& node, Origin origin, std::vector<Sourced<T>>* out,
+void addResource(const YamlNode& node, Origin origin, std::vector<Sourced<T>>* out,
                  absl::string_view kind, ConfigSet* config, Diagnostics* errors) {
   Sourced<T> item;
   item.origin = std::move(origin);
@@ -214,18 +170,18 @@ void addResource(const YAML::Node& node, Origin origin, std::vector<Sourced<T>>*
   }
 }
 
-void parseResource(const YAML::Node& node, const std::string& file, ConfigSet* config,
+void parseResource(const YamlNode& node, const std::string& file, ConfigSet* config,
                    Diagnostics* errors) {
-  int line = node.Mark().line + 1;
-  if (!node.IsMap()) {
+  int line = node.line();
+  if (!node.isMap()) {
     errors->push_back({.file = file,
                        .line = line,
                        .message = "expected a resource (a mapping with a 'kind:' field)"});
     config->incomplete = true;
     return;
   }
-  const YAML::Node kind = node[std::string(kKindKey)];
-  if (!kind || !kind.IsScalar()) {
+  const YamlNode* kind = node.find(kKindKey);
+  if (kind == nullptr || !kind->isScalar()) {
     errors->push_back({.file = file,
                        .line = line,
                        .message = "resource has no 'kind:'; expected one of Listener, "
@@ -233,38 +189,38 @@ void parseResource(const YAML::Node& node, const std::string& file, ConfigSet* c
     config->incomplete = true;
     return;
   }
-  const KindInfo* info = findKind(kind.Scalar());
+  const KindInfo* info = findKind(kind->scalar());
   if (info == nullptr) {
     errors->push_back({.file = file,
-                       .line = kind.Mark().line + 1,
+                       .line = kind->line(),
                        .field = "kind",
-                       .message = absl::StrCat("unknown kind '", kind.Scalar(),
+                       .message = absl::StrCat("unknown kind '", kind->scalar(),
                                                "'; expected one of Listener, RouteConfiguration, "
                                                "Cluster, ClusterLoadAssignment")});
     config->incomplete = true;
     return;
   }
   Origin origin{.file = file, .line = line};
-  if (const YAML::Node groups = node[std::string(kGroupsKey)]; groups && !groups.IsNull()) {
-    bool ok = groups.IsSequence();
+  if (const YamlNode* groups = node.find(kGroupsKey); groups != nullptr && !groups->isNull()) {
+    bool ok = groups->isSequence();
     if (ok) {
-      for (const auto& g : groups) {
-        if (!g.IsScalar())
+      for (const YamlNode* g : groups->children()) {
+        if (!g->isScalar())
           ok = false;
         else
-          origin.node_groups.push_back(g.Scalar());
+          origin.node_groups.push_back(g->scalar());
       }
     }
     if (!ok) {
       errors->push_back({.file = file,
-                         .line = groups.Mark().line + 1,
+                         .line = groups->line(),
                          .kind = std::string(info->name),
                          .field = std::string(kGroupsKey),
                          .message = "expected a list of node group names"});
       config->incomplete = true;
       return;
     }
-    origin.field_lines.emplace(std::string(kGroupsKey), groups.Mark().line + 1);
+    origin.field_lines.emplace(std::string(kGroupsKey), groups->line());
   }
   switch (info->kind) {
     case Kind::kListener:
@@ -337,9 +293,9 @@ ConfigSet parseConfig(const std::vector<SourceFile>& files, Diagnostics* errors)
       config.incomplete = true;
       continue;
     }
-    std::vector<YAML::Node> documents;
+    YamlDocuments yaml;
     try {
-      documents = loadAll(file.content);
+      yaml = parseYaml(file.content);
     } catch (const YAML::Exception& e) {
       // yaml-cpp's what() repeats the position; the message alone reads better after ours. Its
       // message for too deep nesting is "bad file".
@@ -354,24 +310,27 @@ ConfigSet parseConfig(const std::vector<SourceFile>& files, Diagnostics* errors)
       continue;
     }
     size_t values = 0, text = 0;
-    auto too_big = std::find_if(documents.begin(), documents.end(), [&](const YAML::Node& doc) {
-      return !withinExpansionLimits(doc, &values, &text);
+    const std::vector<const YamlNode*>& documents = yaml.documents;
+    auto too_big = std::find_if(documents.begin(), documents.end(), [&](const YamlNode* doc) {
+      return !withinExpansionLimits(*doc, &values, &text);
     });
     if (too_big != documents.end()) {
       errors->push_back(
           {.file = file.name,
-           .line = too_big->Mark().line + 1,
+           .line = (*too_big)->line(),
            .message = absl::StrCat("file expands to more than ", kMaxFileValues, " values or ",
                                    sizeText(kMaxFileText), " of text (YAML aliases?); not read")});
       config.incomplete = true;
       continue;
     }
-    for (const YAML::Node& doc : documents) {
-      if (doc.IsNull()) continue;
-      if (doc.IsSequence()) {
-        for (const YAML::Node& item : doc) parseResource(item, file.name, &config, errors);
+    for (const YamlNode* doc : documents) {
+      if (doc->isNull()) continue;
+      if (doc->isSequence()) {
+        for (const YamlNode* item : doc->children()) {
+          parseResource(*item, file.name, &config, errors);
+        }
       } else {
-        parseResource(doc, file.name, &config, errors);
+        parseResource(*doc, file.name, &config, errors);
       }
     }
   }

@@ -10,6 +10,7 @@
 #include "absl/strings/str_join.h"
 #include "google/protobuf/descriptor.h"
 #include "google/protobuf/duration.pb.h"
+#include "yaml-cpp/yaml.h"
 
 namespace sluice::config {
 namespace {
@@ -22,16 +23,16 @@ using google::protobuf::Reflection;
 // Bounds the work YAML aliases can cause ("billion laughs"): a config never needs this many.
 constexpr int kMaxNodes = 1'000'000;
 
-int lineOf(const YAML::Node& node) { return node.Mark().line >= 0 ? node.Mark().line + 1 : 0; }
+int lineOf(const YamlNode& node) { return node.line(); }
 
-std::string nodeTypeName(const YAML::Node& node) {
-  switch (node.Type()) {
-    case YAML::NodeType::Map:
+std::string nodeTypeName(const YamlNode& node) {
+  switch (node.type()) {
+    case YamlNode::Type::kMap:
       return "a mapping";
-    case YAML::NodeType::Sequence:
+    case YamlNode::Type::kSequence:
       return "a list";
-    case YAML::NodeType::Scalar:
-      return absl::StrCat("'", node.Scalar(), "'");
+    case YamlNode::Type::kScalar:
+      return absl::StrCat("'", node.scalar(), "'");
     default:
       return "nothing";
   }
@@ -41,11 +42,11 @@ class Converter {
  public:
   Converter(Origin* origin, Diagnostics* errors) : origin_(origin), errors_(errors) {}
 
-  void message(const YAML::Node& node, Message* msg, const std::string& path,
+  void message(const YamlNode& node, Message* msg, const std::string& path,
                std::initializer_list<absl::string_view> skip) {
     if (!count()) return;
     const Descriptor* desc = msg->GetDescriptor();
-    if (!node.IsMap()) {
+    if (!node.isMap()) {
       error(node, path,
             absl::StrCat("expected a mapping of ", desc->name(), " fields, got ",
                          nodeTypeName(node)));
@@ -56,13 +57,14 @@ class Converter {
       return;
     }
     std::vector<const FieldDescriptor*> seen;
-    for (const auto& entry : node) {
-      const YAML::Node& key = entry.first;
-      if (!key.IsScalar()) {
+    const std::vector<const YamlNode*>& entries = node.children();
+    for (size_t i = 0; i + 1 < entries.size(); i += 2) {
+      const YamlNode& key = *entries[i];
+      if (!key.isScalar()) {
         error(key, path, "a mapping key must be a plain name");
         continue;
       }
-      const std::string& name = key.Scalar();
+      const std::string& name = key.scalar();
       if (std::find(skip.begin(), skip.end(), name) != skip.end()) continue;
       const FieldDescriptor* field = desc->FindFieldByName(name);
       if (field == nullptr) field = desc->FindFieldByCamelcaseName(name);
@@ -73,7 +75,9 @@ class Converter {
             absl::StrCat("unknown field in ", desc->name(), "; known fields: ", knownFields(desc)));
         continue;
       }
-      field_path = path.empty() ? field->name() : absl::StrCat(path, ".", field->name());
+      if (field->name() != name) {
+        field_path = path.empty() ? field->name() : absl::StrCat(path, ".", field->name());
+      }
       origin_->field_lines.emplace(field_path, lineOf(key));
       if (std::find(seen.begin(), seen.end(), field) != seen.end()) {
         error(key, field_path, "given more than once");
@@ -91,16 +95,16 @@ class Converter {
         }
       }
       seen.push_back(field);
-      const YAML::Node& value = entry.second;
-      if (value.IsNull()) continue;  // `field:` with nothing after it leaves the default
+      const YamlNode& value = *entries[i + 1];
+      if (value.isNull()) continue;  // `field:` with nothing after it leaves the default
       if (field->is_repeated()) {
-        if (!value.IsSequence()) {
+        if (!value.isSequence()) {
           error(value, field_path, absl::StrCat("expected a list, got ", nodeTypeName(value)));
           continue;
         }
         int index = 0;
-        for (const auto& item : value) {
-          single(item, msg, field, absl::StrCat(field_path, "[", index++, "]"));
+        for (const YamlNode* item : value.children()) {
+          single(*item, msg, field, absl::StrCat(field_path, "[", index++, "]"));
         }
       } else {
         single(value, msg, field, field_path);
@@ -121,7 +125,7 @@ class Converter {
   }
 
   // One value of `field` (an element, for a repeated field), added to or set on `msg`.
-  void single(const YAML::Node& node, Message* msg, const FieldDescriptor* field,
+  void single(const YamlNode& node, Message* msg, const FieldDescriptor* field,
               const std::string& path) {
     if (!count()) return;
     const Reflection* refl = msg->GetReflection();
@@ -131,17 +135,17 @@ class Converter {
       if (field->message_type()->full_name() == "google.protobuf.Duration") {
         duration(node, sub, path);
       } else {
-        if (node.IsMap()) origin_->field_lines.emplace(path, lineOf(node));
+        if (node.isMap()) origin_->field_lines.emplace(path, lineOf(node));
         message(node, sub, path, {});
       }
       return;
     }
-    if (!node.IsScalar()) {
+    if (!node.isScalar()) {
       error(node, path, absl::StrCat("expected ", scalarKind(field), ", got ", nodeTypeName(node)));
       return;
     }
     if (rep) origin_->field_lines.emplace(path, lineOf(node));
-    const std::string& text = node.Scalar();
+    const std::string& text = node.scalar();
     auto bad = [&](absl::string_view why) {
       error(node, path, absl::StrCat("expected ", scalarKind(field), ", got '", text, "'", why));
     };
@@ -209,10 +213,10 @@ class Converter {
     }
   }
 
-  void duration(const YAML::Node& node, Message* msg, const std::string& path) {
+  void duration(const YamlNode& node, Message* msg, const std::string& path) {
     int64_t seconds;
     int32_t nanos;
-    if (!node.IsScalar() || !parseDuration(node.Scalar(), &seconds, &nanos)) {
+    if (!node.isScalar() || !parseDuration(node.scalar(), &seconds, &nanos)) {
       error(
           node, path,
           absl::StrCat("expected a duration like '5s', '250ms' or '1m', got ", nodeTypeName(node)));
@@ -264,7 +268,7 @@ class Converter {
     return absl::StrJoin(names, ", ");
   }
 
-  void error(const YAML::Node& node, const std::string& path, std::string message) {
+  void error(const YamlNode& node, const std::string& path, std::string message) {
     errors_->push_back({.file = origin_->file,
                         .line = lineOf(node),
                         .field = path,
@@ -353,7 +357,7 @@ void emitMessage(YAML::Emitter& out, const Message& msg) {
 
 }  // namespace
 
-bool yamlToProto(const YAML::Node& node, Message* message, Origin* origin, Diagnostics* errors,
+bool yamlToProto(const YamlNode& node, Message* message, Origin* origin, Diagnostics* errors,
                  std::initializer_list<absl::string_view> skip) {
   size_t before = errors->size();
   Converter(origin, errors).message(node, message, "", skip);

@@ -5,8 +5,8 @@
 #include "absl/strings/string_view.h"
 #include "common/config/config_set.h"
 #include "common/config/diagnostic.h"
+#include "common/config/yaml_tree.h"
 #include "google/protobuf/message.h"
-#include "yaml-cpp/yaml.h"
 
 namespace sluice::config {
 
@@ -16,7 +16,7 @@ namespace sluice::config {
 // two members of one oneof are all reported; conversion goes on past errors so that every
 // problem is found. Keys in `skip` are ignored (the resource envelope: kind, node_groups).
 // Records each field's line in `origin->field_lines`. Returns false if anything was reported.
-bool yamlToProto(const YAML::Node& node, google::protobuf::Message* message, Origin* origin,
+bool yamlToProto(const YamlNode& node, google::protobuf::Message* message, Origin* origin,
                  Diagnostics* errors, std::initializer_list<absl::string_view> skip = {});
 
 // Parses a duration as accepted in config ("5s", "250ms", "1.5s", "100us", "2m", "1h").

@@ -7,6 +7,14 @@ namespace v1 = config::v1;
 
 namespace {
 
+template <class T>
+std::vector<std::string> serialize(const std::vector<config::Sourced<T>>& items) {
+  std::vector<std::string> out;
+  out.reserve(items.size());
+  for (const auto& item : items) out.push_back(item.resource.SerializeAsString());
+  return out;
+}
+
 absl::Duration durationOr(bool has, const google::protobuf::Duration& d, absl::Duration def) {
   if (!has) return def;
   return absl::Seconds(d.seconds()) + absl::Nanoseconds(d.nanos());
@@ -63,7 +71,10 @@ absl::StatusOr<std::shared_ptr<Generation>> compileGeneration(const config::Conf
                                                               int workers, stats::Store* store,
                                                               upstream::PoolKeys* keys) {
   auto gen = std::make_shared<Generation>();
-  gen->config = config;
+  gen->config.listeners = serialize(config.listeners);
+  gen->config.route_configs = serialize(config.route_configs);
+  gen->config.clusters = serialize(config.clusters);
+  gen->config.assignments = serialize(config.assignments);
 
   absl::flat_hash_map<std::string, const v1::ClusterLoadAssignment*> assignments;
   for (const auto& a : config.assignments) assignments[a.resource.cluster_name()] = &a.resource;

@@ -42,6 +42,8 @@ class Server {
     std::string bind_key;
     std::shared_ptr<http::ListenerCounter> counter;
   };
+  // A generation on its way to the workers; the last worker to switch stamps the time.
+  struct Rollout;
 
   absl::Status startAdmin();
   absl::Status loadConfigDir();
@@ -55,6 +57,8 @@ class Server {
   static void onSignal(evutil_socket_t sig, short what, void* arg);
   static void onShutdownTick(evutil_socket_t fd, short what, void* arg);
   static void onXds(evutil_socket_t fd, short what, void* arg);
+  // A worker finished a rollout: records and logs every completed one.
+  static void onLive(evutil_socket_t fd, short what, void* arg);
   static void handleAdmin(evhttp_request* req, void* arg);
   std::string metricsText() const;
   std::string configDump() const;
@@ -89,6 +93,17 @@ class Server {
   bool xds_connected_ = false;          // main thread's view
   stats::GaugeId xds_connected_gauge_;
   stats::CounterId generations_;
+
+  // Rollouts in flight, oldest first; workers switch in order, so they complete in order.
+  std::vector<std::shared_ptr<Rollout>> rollouts_;
+  int live_fd_ = -1;  // the last worker of a rollout wakes the main thread through it
+  event* live_ev_ = nullptr;
+  stats::HistogramId compile_seconds_;
+  stats::HistogramId publish_seconds_;
+  stats::GaugeId live_generation_;
+  stats::GaugeId live_routes_;
+  stats::GaugeId live_clusters_;
+  stats::GaugeId live_listeners_;
 };
 
 }  // namespace sluice::server

@@ -68,9 +68,9 @@ void Worker::onWake(evutil_socket_t fd, short, void* arg) {
 }
 
 void Worker::update(std::shared_ptr<const Generation> generation, std::vector<ListenerSocket> add,
-                    std::vector<std::string> remove) {
-  post([this, generation = std::move(generation), add = std::move(add),
-        remove = std::move(remove)]() mutable {
+                    std::vector<std::string> remove, std::function<void()> switched) {
+  post([this, generation = std::move(generation), add = std::move(add), remove = std::move(remove),
+        switched = std::move(switched)]() mutable {
     for (const std::string& name : remove) closeListener(name);
     // Pools to endpoints the new generation no longer has are closed.
     std::vector<bool> live;
@@ -94,6 +94,7 @@ void Worker::update(std::shared_ptr<const Generation> generation, std::vector<Li
       if (!ctx_->draining) event_add(l->ev, nullptr);
       listeners_[l->name] = std::move(l);
     }
+    if (switched) switched();
   });
 }
 

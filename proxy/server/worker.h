@@ -36,9 +36,11 @@ class Worker {
 
   void start();
   // Main thread: publishes a generation. Listeners in `remove` stop accepting (their sockets
-  // close; their connections finish on the generation they hold), then `add` start.
+  // close; their connections finish on the generation they hold), then `add` start. `switched`
+  // runs on the worker once new connections get the new generation (the server times the rollout
+  // with it).
   void update(std::shared_ptr<const Generation> generation, std::vector<ListenerSocket> add,
-              std::vector<std::string> remove);
+              std::vector<std::string> remove, std::function<void()> switched);
   // Main thread: stop accepting and drain: idle connections close, busy ones after their
   // response.
   void drain();

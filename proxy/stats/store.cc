@@ -11,6 +11,7 @@
 #include <mutex>
 #include <sstream>
 #include <string>
+#include <unordered_map>
 
 #include "prometheus/check_names.h"
 #include "prometheus/client_metric.h"
@@ -96,17 +97,93 @@ class ThreadCells final : public Cells {
 
 enum class Kind { kCounter, kGauge, kHistogram };
 
+// Every label set, stored once, with the series that have it. A config declares a dozen series
+// per cluster and two per endpoint, all with the same labels: kept as Labels in every series and
+// again as a map key, they took more memory than the rest of the cluster (about 5 KB per cluster
+// of 3 endpoints). Standard containers: libstats is linked into tests that use no abseil.
+class LabelSets {
+ public:
+  // The id of `labels` (in this order); equal sets get equal ids.
+  uint32_t intern(const Labels& labels) {
+    auto [it, inserted] = index_.try_emplace(encode(labels));
+    if (inserted) {
+      it->second.id = static_cast<uint32_t>(by_id_.size());
+      by_id_.push_back(&*it);
+    }
+    return it->second.id;
+  }
+
+  // The first cell of family `family`'s series whose sorted labels are set `id`, or kInvalid.
+  uint32_t find(uint32_t id, uint32_t family) const {
+    for (const auto& [f, cell] : by_id_[id]->second.series) {
+      if (f == family) return cell;
+    }
+    return kInvalid;
+  }
+
+  void add(uint32_t id, uint32_t family, uint32_t first_cell) {
+    by_id_[id]->second.series.emplace_back(family, first_cell);
+  }
+
+  Labels get(uint32_t id) const {
+    Labels out;
+    std::string_view s = by_id_[id]->first;
+    while (!s.empty()) {
+      std::string name = take(&s);
+      out.emplace_back(std::move(name), take(&s));
+    }
+    return out;
+  }
+
+ private:
+  // Each name and value as its length (LEB128) and its bytes: values may hold any byte.
+  static std::string encode(const Labels& labels) {
+    std::string out;
+    for (const auto& [name, value] : labels) {
+      for (const std::string* s : {&name, &value}) {
+        size_t n = s->size();
+        do {
+          out.push_back(static_cast<char>((n & 0x7f) | (n > 0x7f ? 0x80 : 0)));
+          n >>= 7;
+        } while (n != 0);
+        out += *s;
+      }
+    }
+    return out;
+  }
+
+  static std::string take(std::string_view* s) {
+    size_t n = 0;
+    for (int shift = 0; !s->empty(); shift += 7) {
+      const auto byte = static_cast<unsigned char>(s->front());
+      s->remove_prefix(1);
+      n |= size_t{byte & 0x7fu} << shift;
+      if ((byte & 0x80) == 0) break;
+    }
+    std::string out(s->substr(0, n));
+    s->remove_prefix(std::min(n, s->size()));
+    return out;
+  }
+
+  struct Set {
+    uint32_t id = 0;
+    std::vector<std::pair<uint32_t, uint32_t>> series;  // (family, first cell), a few per set
+  };
+  std::unordered_map<std::string, Set> index_;  // nodes never move: by_id_ points at them
+  std::vector<std::pair<const std::string, Set>*> by_id_;
+};
+
 struct Series {
-  Labels labels;  // as first declared: the exported order
+  uint32_t labels;  // label set as first declared: the exported order
   uint32_t first_cell;
 };
 
 struct Family {
+  uint32_t id = 0;  // for LabelSets
   Kind kind = Kind::kCounter;
   std::string help;
-  std::vector<double> bounds;          // histograms; HistogramId::bounds points into it
-  std::vector<Series> series;          // declaration order
-  std::map<Labels, size_t> by_labels;  // sorted labels -> index in `series`
+  std::vector<double> bounds;  // histograms; HistogramId::bounds points into it
+  std::vector<Series> series;  // declaration order
 };
 
 constexpr std::string_view kHistogramSuffixes[] = {"_bucket", "_sum", "_count"};
@@ -182,15 +259,13 @@ class StoreImpl final : public Store {
   int64_t value(GaugeId id) const override { return static_cast<int64_t>(sum(id.cell)); }
 
   std::string prometheusText() const override {
-    std::vector<prometheus::MetricFamily> out;
-    {
-      // Under the lock every declared cell's block is published, and no series is half-added.
-      std::lock_guard<std::mutex> lock(mu_);
-      out.reserve(families_.size());
-      for (const auto& [name, family] : families_) out.push_back(render(name, family));
-    }
     std::ostringstream text;
-    prometheus::TextSerializer().Serialize(text, out);
+    const prometheus::TextSerializer serializer;
+    // Under the lock every declared cell's block is published, and no series is half-added.
+    std::lock_guard<std::mutex> lock(mu_);
+    // One family at a time: prometheus-cpp's objects for every series at once raised the peak a
+    // scrape leaves in RSS (by 1.7 MB at 1,000 clusters of 3 endpoints).
+    for (const auto& [name, family] : families_) serializer.Serialize(text, {render(name, family)});
     return text.str();
   }
 
@@ -199,19 +274,27 @@ class StoreImpl final : public Store {
   uint32_t declare(std::string_view name, std::string_view help, const Labels& labels, Kind kind,
                    const std::vector<double>& bounds) {
     if (!validLabels(labels, kind)) return kInvalid;
-    Labels key = labels;
-    std::sort(key.begin(), key.end());
+    // Series are found by their sorted labels and exported in their first declaration's order.
+    const bool sorted = std::is_sorted(labels.begin(), labels.end());
+    uint32_t key;
+    if (sorted) {
+      key = label_sets_.intern(labels);
+    } else {
+      Labels copy = labels;
+      std::sort(copy.begin(), copy.end());
+      key = label_sets_.intern(copy);
+    }
+    const uint32_t order = sorted ? key : label_sets_.intern(labels);
 
     auto it = families_.find(name);
     if (it != families_.end()) {
       Family& family = it->second;
       if (family.kind != kind || family.bounds != bounds) return kInvalid;
-      auto known = family.by_labels.find(key);
-      if (known != family.by_labels.end()) return family.series[known->second].first_cell;
+      if (uint32_t known = label_sets_.find(key, family.id); known != kInvalid) return known;
       const uint32_t first = allocate(cellsPerSeries(kind, bounds));
       if (first == kInvalid) return kInvalid;
-      family.by_labels.emplace(std::move(key), family.series.size());
-      family.series.push_back(Series{labels, first});
+      label_sets_.add(key, family.id, first);
+      family.series.push_back(Series{order, first});
       return first;
     }
 
@@ -220,12 +303,14 @@ class StoreImpl final : public Store {
     if (kind == Kind::kHistogram && !validBounds(bounds)) return kInvalid;
     const uint32_t first = allocate(cellsPerSeries(kind, bounds));
     if (first == kInvalid) return kInvalid;
+    const auto family_id = static_cast<uint32_t>(families_.size());
     Family& family = families_[std::move(owned)];
+    family.id = family_id;
     family.kind = kind;
     family.help = std::string(help);
     family.bounds = bounds;
-    family.by_labels.emplace(std::move(key), 0);
-    family.series.push_back(Series{labels, first});
+    label_sets_.add(key, family.id, first);
+    family.series.push_back(Series{order, first});
     return first;
   }
 
@@ -274,7 +359,9 @@ class StoreImpl final : public Store {
     out.metric.reserve(family.series.size());
     for (const Series& series : family.series) {
       prometheus::ClientMetric metric;
-      for (const auto& [label, value] : series.labels) metric.label.push_back({label, value});
+      for (auto& [label, value] : label_sets_.get(series.labels)) {
+        metric.label.push_back({std::move(label), std::move(value)});
+      }
       switch (family.kind) {
         case Kind::kCounter:
           out.type = prometheus::MetricType::Counter;
@@ -315,6 +402,7 @@ class StoreImpl final : public Store {
 
   mutable std::mutex mu_;  // declarations and scrapes; workers never take it
   std::map<std::string, Family, std::less<>> families_;  // sorted: the exposition order
+  LabelSets label_sets_;
   uint32_t next_cell_ = 0;
   uint32_t published_blocks_ = 0;
 };

@@ -62,12 +62,8 @@ std::vector<uint32_t> smoothSchedule(const std::vector<uint64_t>& weights) {
 }  // namespace
 
 uint32_t PoolKeys::key(const std::string& cluster, const std::string& endpoint) {
-  std::string k = absl::StrCat(cluster, "\n", endpoint);
-  for (uint32_t i = 0; i < keys_.size(); ++i) {
-    if (keys_[i] == k) return i;
-  }
-  keys_.push_back(std::move(k));
-  return static_cast<uint32_t>(keys_.size() - 1);
+  // Keys are dense in order of first use and never reused.
+  return keys_.try_emplace(absl::StrCat(cluster, "\n", endpoint), keys_.size()).first->second;
 }
 
 size_t Cluster::weightedIndex(uint64_t random) const {
@@ -142,6 +138,8 @@ absl::StatusOr<std::unique_ptr<Cluster>> Cluster::compile(
                 ->endpoints()
           : config.endpoints();
   std::vector<uint64_t> weights;
+  c.endpoints_.reserve(endpoints.size());
+  c.cumulative_.reserve(endpoints.size());
   for (const v1::Endpoint& e : endpoints) {
     Endpoint ep;
     if (!resolve(e.address(), e.port(), &ep)) {

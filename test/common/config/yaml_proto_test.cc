@@ -379,11 +379,12 @@ TEST(YamlProtoTest, AliasBombIsRefused) {
 }
 
 TEST(YamlProtoTest, AliasBombIsRefusedByYamlToProtoToo) {
-  YAML::Node node = YAML::Load(aliasBomb());
+  YamlDocuments yaml = parseYaml(aliasBomb());
+  ASSERT_EQ(yaml.documents.size(), 1);
   v1::RouteConfiguration rc;
   Origin origin{.file = "bomb.yaml", .line = 1};
   Diagnostics errors;
-  EXPECT_FALSE(yamlToProto(node, &rc, &origin, &errors, {"kind"}));
+  EXPECT_FALSE(yamlToProto(*yaml.documents[0], &rc, &origin, &errors, {"kind"}));
   EXPECT_THAT(errors, ElementsAre(testing::isDiagnosticIn("bomb.yaml", 1, "", "", "",
                                                           "(YAML aliases?); refusing it")));
 }
