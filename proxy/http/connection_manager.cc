@@ -261,6 +261,10 @@ class DownstreamConnection : public upstream::UpstreamOwner {
   void drain();
   bool closed() const { return phase_ == Phase::kClosed; }
   void closeNow();
+  // Holds a write until the end of the loop pass (flushDeferred).
+  enum Deferred : uint8_t { kDeferUpstream = 1, kDeferDownstream = 2 };
+  void defer(Deferred what);
+  void runDeferred();
 
   void onUpstreamConnected(upstream::UpstreamConn* conn) override;
   void onUpstreamConnectFailed(upstream::UpstreamConn* conn, bool timed_out) override;
@@ -335,6 +339,7 @@ class DownstreamConnection : public upstream::UpstreamOwner {
   bool reading_ = false, writing_ = false;
   bool peer_closed_ = false;
   bool drain_ = false;
+  uint8_t deferred_ = 0;  // Deferred bits; set while in worker_->deferred
   event sock_read_, sock_write_, timer_, route_timer_;
   evbuffer* in_;
   evbuffer* out_;
@@ -814,7 +819,9 @@ bool DownstreamConnection::connectUpstream(bool fresh) {
   }
   if (up_->connected()) {
     up_->wantRead(true);
-    if (!up_->flush()) {
+    if (req_mode_ == BodyMode::kNone) {
+      defer(kDeferUpstream);  // sent with the rest of this pass's requests
+    } else if (!up_->flush()) {
       upstreamFailed("upstream write error");
       return false;
     }
@@ -1218,6 +1225,7 @@ void DownstreamConnection::pumpResponseBody() {
     if (resp_mode_ == BodyMode::kClose && upstream_eof_ && evbuffer_get_length(from) == 0) {
       done = true;
     }
+    if (done) break;  // endStream() sends it
     flushDownstream();
     if (phase_ != Phase::kStream) return;
     stuck = stuck || done || from == nullptr || evbuffer_get_length(from) == 0 ||
@@ -1261,13 +1269,17 @@ void DownstreamConnection::endStream(bool close) {
   response_started_ = false;
   scan_.reset();
   head_bytes_seen_ = false;
-  flushDownstream();
-  if (phase_ == Phase::kClosed) return;
   // A client that half-closed after pipelining still gets answers to what it sent.
-  if (close || drain_ || worker_->draining || (peer_closed_ && evbuffer_get_length(in_) == 0)) {
+  const bool closing =
+      close || drain_ || worker_->draining || (peer_closed_ && evbuffer_get_length(in_) == 0);
+  if (closing) {
+    flushDownstream();
+    if (phase_ == Phase::kClosed) return;
     beginClose();
     return;
   }
+  // Kept alive: the answer leaves at the end of the loop pass, with the others answered in it.
+  defer(kDeferDownstream);
   phase_ = Phase::kHead;
   setTimer(Timer::kIdle, idle_timeout_);
   // Serve a pipelined request already buffered, and read again.
@@ -1409,8 +1421,42 @@ void DownstreamConnection::beginClose() {
   wantRead(true);
 }
 
+void DownstreamConnection::defer(Deferred what) {
+  if (deferred_ == 0) worker_->deferred.push_back(this);
+  deferred_ |= what;
+}
+
+void DownstreamConnection::runDeferred() {
+  const uint8_t what = deferred_;
+  deferred_ = 0;
+  if ((what & kDeferUpstream) != 0 && up_ != nullptr && up_->connected() &&
+      evbuffer_get_length(up_->out()) > 0 && !up_->flush()) {
+    upstreamFailed("upstream write error");
+    if (phase_ == Phase::kClosed) return;
+  }
+  // As if the socket had turned writable: send, then whatever waited for room.
+  if ((what & kDeferDownstream) != 0) onWritable();
+}
+
+void flushDeferred(WorkerContext* worker) {
+  // By index: running one may defer more (a retry, the next pipelined answer).
+  for (size_t i = 0; i < worker->deferred.size(); ++i) {
+    DownstreamConnection* c = worker->deferred[i];
+    if (c != nullptr) {
+      worker->deferred[i] = nullptr;
+      c->runDeferred();
+    }
+  }
+  worker->deferred.clear();
+}
+
 void DownstreamConnection::closeNow() {
   if (phase_ == Phase::kClosed) return;
+  if (deferred_ != 0) {
+    deferred_ = 0;
+    auto& d = worker_->deferred;
+    *std::find(d.begin(), d.end(), this) = nullptr;
+  }
   releaseUpstream(false);
   wantRead(false);
   wantWrite(false);

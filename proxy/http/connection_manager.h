@@ -45,12 +45,19 @@ struct WorkerContext {
   // further up the stack may still refer to them).
   std::vector<DownstreamConnection*> closed;
   event* reaper = nullptr;
+  // Connections whose writes wait for the end of this loop pass (nullptr: closed since), so that
+  // a pass's answers and forwarded requests leave together and their readers wake once for them.
+  std::vector<DownstreamConnection*> deferred;
 
   uint64_t random();  // xorshift64*, per worker
 
  private:
   uint64_t rng_;
 };
+
+// Sends what connections held back during the loop pass that just ended (the worker calls it
+// after each pass).
+void flushDeferred(WorkerContext* worker);
 
 // A listener's shared connection count, across workers and generations (max_connections).
 struct ListenerCounter {

@@ -43,7 +43,13 @@ Worker::~Worker() {
 }
 
 void Worker::start() {
-  thread_ = std::thread([this] { event_base_loop(base_, EVLOOP_NO_EXIT_ON_EMPTY); });
+  thread_ = std::thread([this] {
+    // One pass at a time, then what the connections held back: a pass's writes leave together.
+    while (!stopping_) {
+      if (event_base_loop(base_, EVLOOP_ONCE | EVLOOP_NO_EXIT_ON_EMPTY) < 0) break;
+      http::flushDeferred(ctx_.get());
+    }
+  });
 }
 
 void Worker::post(std::function<void()> task) {
@@ -160,7 +166,10 @@ void Worker::drain() {
 
 void Worker::stop() {
   if (!thread_.joinable()) return;
-  post([this] { event_base_loopbreak(base_); });
+  post([this] {
+    stopping_ = true;
+    event_base_loopbreak(base_);
+  });
   thread_.join();
 }
 

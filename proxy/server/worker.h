@@ -78,6 +78,7 @@ class Worker {
   std::vector<std::function<void()>> tasks_;  // guarded by mu_
   absl::flat_hash_map<std::string, std::unique_ptr<Listener>> listeners_;
   std::atomic<size_t> open_{0};
+  bool stopping_ = false;  // worker thread only: set by the task stop() posts
   std::thread thread_;
 };
 
