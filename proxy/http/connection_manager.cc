@@ -532,7 +532,7 @@ void DownstreamConnection::onRouteTimeout(evutil_socket_t, short, void* arg) {
 void DownstreamConnection::onReadable() {
   if (phase_ == Phase::kLingering) {
     char buf[16 * 1024];
-    ssize_t n = read(fd_, buf, sizeof(buf));
+    ssize_t n = recv(fd_, buf, sizeof(buf), 0);
     if (n == 0 || (n < 0 && errno != EAGAIN && errno != EINTR)) closeNow();
     return;
   }
@@ -1400,8 +1400,8 @@ void DownstreamConnection::onWritable() {
 
 void DownstreamConnection::beginClose() {
   phase_ = Phase::kClosing;
-  wantRead(false);
   if (evbuffer_get_length(out_) > 0) {
+    wantRead(false);
     wantWrite(true);
     progress_at_arm_ = progress_;
     setTimer(Timer::kStream, idle_timeout_);
