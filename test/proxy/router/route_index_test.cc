@@ -20,6 +20,7 @@
 #include "google/protobuf/text_format.h"
 #include "gtest/gtest.h"
 #include "re2/re2.h"
+#include "test/proxy/router/fake_request.h"
 
 // Counts every allocation in this test binary, to show that route() makes none.
 namespace {
@@ -39,46 +40,8 @@ namespace {
 
 namespace v1 = config::v1;
 
-class FakeHeaders : public HeaderSource {
- public:
-  FakeHeaders() = default;
-  FakeHeaders(std::initializer_list<std::pair<std::string, std::string>> headers)
-      : headers_(headers) {}
-
-  void add(std::string name, std::string value) {
-    headers_.emplace_back(std::move(name), std::move(value));
-  }
-  bool find(std::string_view name, std::string_view* value) const override {
-    for (const auto& [n, v] : headers_) {
-      if (n == name) {
-        *value = v;
-        return true;
-      }
-    }
-    return false;
-  }
-  std::string describe() const {
-    std::string out;
-    for (const auto& [n, v] : headers_) absl::StrAppend(&out, n, ": ", v, "; ");
-    return out;
-  }
-
- private:
-  std::vector<std::pair<std::string, std::string>> headers_;
-};
-
-struct Request {
-  std::string method = "GET";
-  std::string host = "example.com";
-  std::string path = "/";
-  std::string query;
-  FakeHeaders headers;
-
-  RequestView view() const { return {method, host, path, query, &headers}; }
-  std::string describe() const {
-    return absl::StrCat(method, " ", host, " '", path, "' ?", query, " [", headers.describe(), "]");
-  }
-};
+using testing::FakeHeaders;
+using testing::Request;
 
 // What the index must agree with: every route of the virtual host, in order.
 const Route* linearReference(const RouteTable& table, const RequestView& request) {

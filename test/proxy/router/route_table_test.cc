@@ -18,6 +18,7 @@
 #include "gmock/gmock.h"
 #include "google/protobuf/text_format.h"
 #include "gtest/gtest.h"
+#include "test/proxy/router/fake_request.h"
 
 namespace sluice::router {
 namespace {
@@ -28,34 +29,8 @@ using ::testing::ElementsAre;
 using ::testing::HasSubstr;
 using ::testing::IsEmpty;
 
-// Answers only lower-case names, as RouteTable promises to ask for them.
-class FakeHeaders : public HeaderSource {
- public:
-  FakeHeaders() = default;
-  FakeHeaders(std::initializer_list<std::pair<std::string, std::string>> headers)
-      : headers_(headers) {}
-
-  bool find(std::string_view name, std::string_view* value) const override {
-    for (const auto& [n, v] : headers_) {
-      if (n == name) {
-        *value = v;
-        return true;
-      }
-    }
-    return false;
-  }
-
- private:
-  std::vector<std::pair<std::string, std::string>> headers_;
-};
-
-struct Request {
-  std::string method = "GET";
-  std::string host = "example.com";
-  std::string path = "/";
-  std::string query;
-  FakeHeaders headers;
-};
+using testing::FakeHeaders;
+using testing::Request;
 
 // The clusters a test configuration may name; a cluster's index is its position.
 constexpr std::string_view kClusters[] = {"users", "orders", "canary", "stable"};
