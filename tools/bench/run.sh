@@ -61,10 +61,10 @@ die() {
 # --- install, build --------------------------------------------------------------------------
 if [ "${BENCH_SKIP_INSTALL:-0}" != 1 ]; then
   "$repo/tools/deps/install.sh"
-  "$repo/tools/deps/install.sh" "$here/packages.txt"
+  "$repo/tools/deps/install.sh" "$repo/tools/deps/bench-packages.txt"
 fi
 for tool in wrk nginx haproxy taskset curl python3 /usr/bin/time; do
-  command -v "$tool" >/dev/null || die "$tool is missing (tools/deps/install.sh $here/packages.txt)"
+  command -v "$tool" >/dev/null || die "$tool is missing (tools/deps/install.sh tools/deps/bench-packages.txt)"
 done
 [ "$(nproc)" -ge 2 ] || die "needs 2 CPUs: the load generator and upstream on one, the proxy on the other"
 
