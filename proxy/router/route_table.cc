@@ -115,6 +115,24 @@ bool headerMatches(const Route::HeaderMatch& m, const HeaderSource* headers) {
   return ok != m.invert;
 }
 
+bool cookieMatches(const Route::CookieMatch& m, const HeaderSource* headers) {
+  std::string_view value;
+  bool found = headers != nullptr && headers->cookie(m.name, &value);
+  bool ok = false;
+  switch (m.kind) {
+    case Route::CookieMatch::Kind::kPresent:
+      ok = found == m.present;
+      break;
+    case Route::CookieMatch::Kind::kExact:
+      ok = found && value == m.value;
+      break;
+    case Route::CookieMatch::Kind::kRegex:
+      ok = found && fullMatch(*m.regex, value);
+      break;
+  }
+  return ok != m.invert;
+}
+
 bool queryMatches(const Route::QueryMatch& m, std::string_view query) {
   std::string_view raw;
   bool found = findQuery(query, m.name, &raw);
@@ -155,7 +173,38 @@ bool conditionsMatch(const Route& r, const RequestView& request) {
   for (const Route::QueryMatch& q : r.query) {
     if (!queryMatches(q, request.query)) return false;
   }
+  for (const Route::CookieMatch& c : r.cookies) {
+    if (!cookieMatches(c, request.headers)) return false;
+  }
   return true;
+}
+
+int64_t millisRoundedUp(const google::protobuf::Duration& d) {
+  // Rounded up: a sub-millisecond duration must not become 0, which means none.
+  return d.seconds() * 1000 + (d.nanos() + 999'999) / 1'000'000;
+}
+
+uint32_t perMillion(double percentage) {
+  return static_cast<uint32_t>(std::clamp(percentage, 0.0, 100.0) * 10'000 + 0.5);
+}
+
+std::unique_ptr<RetryPolicy> compileRetry(const v1::RetryPolicy& p) {
+  auto r = std::make_unique<RetryPolicy>();
+  for (const std::string& on : p.retry_on()) {
+    if (on == "5xx") r->on_5xx = true;
+    if (on == "gateway-error") r->on_gateway_error = true;
+    if (on == "connect-failure") r->on_connect_failure = true;
+    if (on == "reset") r->on_reset = true;
+  }
+  r->status_codes.assign(p.retriable_status_codes().begin(), p.retriable_status_codes().end());
+  if (p.has_num_retries()) r->num_retries = p.num_retries();
+  if (p.has_per_try_timeout()) r->per_try_timeout_ms = millisRoundedUp(p.per_try_timeout());
+  if (p.has_base_interval()) r->base_interval_ms = millisRoundedUp(p.base_interval());
+  r->max_interval_ms =
+      p.has_max_interval() ? millisRoundedUp(p.max_interval()) : 10 * r->base_interval_ms;
+  if (p.has_max_buffered_body_bytes()) r->max_buffered_body = p.max_buffered_body_bytes();
+  r->retry_non_idempotent = p.retry_non_idempotent();
+  return r;
 }
 
 HeaderOps compileOps(const v1::HeaderMutation& outer, const v1::HeaderMutation& inner) {
@@ -186,6 +235,35 @@ std::unique_ptr<RE2> compileRegex(const std::string& pattern, absl::Status* stat
 }
 
 }  // namespace
+
+bool HeaderSource::cookie(std::string_view name, std::string_view* value) const {
+  std::string_view header;
+  return find("cookie", &header) && findCookie(header, name, value);
+}
+
+bool findCookie(std::string_view header, std::string_view name, std::string_view* value) {
+  while (!header.empty()) {
+    size_t semi = header.find(';');
+    std::string_view pair = header.substr(0, semi);
+    header = semi == std::string_view::npos ? std::string_view() : header.substr(semi + 1);
+    while (!pair.empty() && (pair.front() == ' ' || pair.front() == '\t')) pair.remove_prefix(1);
+    size_t eq = pair.find('=');
+    if (eq == std::string_view::npos || pair.substr(0, eq) != name) continue;
+    std::string_view v = pair.substr(eq + 1);
+    while (!v.empty() && (v.back() == ' ' || v.back() == '\t')) v.remove_suffix(1);
+    // RFC 6265: a value may be wrapped in double quotes, which are not part of it.
+    if (v.size() >= 2 && v.front() == '"' && v.back() == '"') v = v.substr(1, v.size() - 2);
+    *value = v;
+    return true;
+  }
+  return false;
+}
+
+bool RetryPolicy::retriesStatus(uint32_t status) const {
+  if (status >= 500 && on_5xx) return true;
+  if ((status == 502 || status == 503 || status == 504) && on_gateway_error) return true;
+  return std::find(status_codes.begin(), status_codes.end(), status) != status_codes.end();
+}
 
 bool Route::matches(const RequestView& request) const {
   return pathMatches(*this, request.path) && conditionsMatch(*this, request);
@@ -397,6 +475,12 @@ const Route* RouteTable::route(const RequestView& request) const {
   return vh == nullptr ? nullptr : vh->index.match(vh->routes, request);
 }
 
+void RouteTable::forEachRoute(const std::function<void(Route&)>& fn) {
+  for (auto& vh : hosts_) {
+    for (Route& r : vh->routes) fn(r);
+  }
+}
+
 size_t RouteTable::routeCount() const {
   size_t n = 0;
   for (const auto& vh : hosts_) n += vh->routes.size();
@@ -477,6 +561,26 @@ absl::StatusOr<std::unique_ptr<RouteTable>> RouteTable::compileWith(
         }
         r.query.push_back(std::move(qm));
       }
+      for (const v1::CookieMatcher& c : m.cookies()) {
+        Route::CookieMatch cm;
+        cm.name = c.name();
+        cm.invert = c.invert();
+        switch (c.match_case()) {
+          case v1::CookieMatcher::kExact:
+            cm.kind = Route::CookieMatch::Kind::kExact;
+            cm.value = c.exact();
+            break;
+          case v1::CookieMatcher::kRegex:
+            cm.kind = Route::CookieMatch::Kind::kRegex;
+            cm.regex = compileRegex(c.regex(), &status);
+            break;
+          default:
+            cm.kind = Route::CookieMatch::Kind::kPresent;
+            cm.present = c.present();
+            break;
+        }
+        r.cookies.push_back(std::move(cm));
+      }
       switch (rc.action_case()) {
         case v1::Route::kRoute: {
           const v1::RouteAction& a = rc.route();
@@ -510,10 +614,54 @@ absl::StatusOr<std::unique_ptr<RouteTable>> RouteTable::compileWith(
           }
           r.prefix_rewrite = a.prefix_rewrite();
           r.host_rewrite = a.host_rewrite();
-          if (a.has_timeout()) {
-            // Rounded up: a sub-millisecond timeout must not become 0, which means none.
-            r.timeout_ms =
-                a.timeout().seconds() * 1000 + (a.timeout().nanos() + 999'999) / 1'000'000;
+          if (a.has_timeout()) r.timeout_ms = millisRoundedUp(a.timeout());
+          if (a.has_retry_policy() || a.has_idle_timeout() || a.request_mirror_policies_size() > 0 ||
+              a.hash_policy_size() > 0 || a.has_max_concurrent_requests() || a.has_fallback() ||
+              a.has_fault()) {
+            auto t = std::make_unique<TrafficPolicy>();
+            if (a.has_retry_policy()) t->retry = compileRetry(a.retry_policy());
+            if (a.has_idle_timeout()) t->idle_timeout_ms = millisRoundedUp(a.idle_timeout());
+            for (const v1::RequestMirrorPolicy& mp : a.request_mirror_policies()) {
+              int index = resolve(mp.cluster());
+              if (index < 0) {
+                if (status.ok()) {
+                  status = absl::InvalidArgumentError(
+                      absl::StrCat("route configuration '", config.name(),
+                                   "' mirrors to unknown cluster '", mp.cluster(), "'"));
+                }
+                continue;
+              }
+              t->mirrors.push_back({static_cast<uint32_t>(index),
+                                    mp.has_percentage() ? perMillion(mp.percentage()) : 1'000'000});
+            }
+            for (const v1::HashPolicy& hp : a.hash_policy()) {
+              switch (hp.policy_case()) {
+                case v1::HashPolicy::kHeader:
+                  t->hash.push_back({HashPolicy::Kind::kHeader, absl::AsciiStrToLower(hp.header())});
+                  break;
+                case v1::HashPolicy::kCookie:
+                  t->hash.push_back({HashPolicy::Kind::kCookie, hp.cookie()});
+                  break;
+                default:
+                  t->hash.push_back({HashPolicy::Kind::kSourceIp, ""});
+                  break;
+              }
+            }
+            if (a.has_max_concurrent_requests()) t->max_concurrent = a.max_concurrent_requests();
+            if (a.has_fallback()) {
+              t->has_fallback = true;
+              t->fallback_status = a.fallback().status();
+              t->fallback_body = a.fallback().body();
+            }
+            if (a.fault().has_delay()) {
+              t->fault_delay_ms = millisRoundedUp(a.fault().delay().fixed_delay());
+              t->fault_delay_per_million = perMillion(a.fault().delay().percentage());
+            }
+            if (a.fault().has_abort()) {
+              t->fault_abort_status = a.fault().abort().http_status();
+              t->fault_abort_per_million = perMillion(a.fault().abort().percentage());
+            }
+            r.traffic = std::move(t);
           }
           break;
         }

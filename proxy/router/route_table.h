@@ -1,5 +1,6 @@
 #pragma once
 
+#include <atomic>
 #include <cstdint>
 #include <functional>
 #include <memory>
@@ -22,7 +23,13 @@ class HeaderSource {
   virtual ~HeaderSource() = default;
   // The first value of header `name`, if present.
   virtual bool find(std::string_view name, std::string_view* value) const = 0;
+  // The value of cookie `name` (case-sensitive). This default reads the first Cookie header;
+  // a source that can hold several overrides it.
+  virtual bool cookie(std::string_view name, std::string_view* value) const;
 };
+
+// The value of cookie `name` in one Cookie header value ("a=1; b=2").
+bool findCookie(std::string_view header, std::string_view name, std::string_view* value);
 
 // What route matching looks at. Every view points into the request head; `path` is the one
 // normalized path that routing, auth and forwarding all use.
@@ -45,6 +52,55 @@ struct HeaderOps {
   std::vector<Add> add;
 
   bool empty() const { return remove.empty() && add.empty(); }
+};
+
+// Retries of a forwarding route (RouteAction.retry_policy), with defaults applied.
+struct RetryPolicy {
+  bool on_5xx = false;
+  bool on_gateway_error = false;
+  bool on_connect_failure = false;
+  bool on_reset = false;
+  std::vector<uint32_t> status_codes;  // "retriable-status-codes"
+  uint32_t num_retries = 1;
+  int64_t per_try_timeout_ms = 0;  // 0: none
+  int64_t base_interval_ms = 25;
+  int64_t max_interval_ms = 250;
+  uint32_t max_buffered_body = 64 * 1024;
+  bool retry_non_idempotent = false;
+
+  // Whether an upstream answer with `status` is retried.
+  bool retriesStatus(uint32_t status) const;
+};
+
+struct MirrorPolicy {
+  uint32_t cluster = 0;         // index in the generation's cluster table
+  uint32_t per_million = 1000000;  // share of requests mirrored
+};
+
+struct HashPolicy {
+  enum class Kind { kHeader, kCookie, kSourceIp };
+  Kind kind = Kind::kHeader;
+  std::string name;  // header (lower case) or cookie name
+};
+
+// The traffic-management settings of a forwarding route, kept apart from Route because most
+// routes have none of them (a route table of 10,000 routes stays small).
+struct TrafficPolicy {
+  std::unique_ptr<RetryPolicy> retry;
+  std::vector<MirrorPolicy> mirrors;
+  std::vector<HashPolicy> hash;
+  int64_t idle_timeout_ms = 0;  // 0: the listener's
+  // Route-wide concurrency limit across workers; the count is shared by every worker.
+  uint32_t max_concurrent = 0;  // 0: unlimited
+  mutable std::atomic<uint32_t> active{0};
+  uint32_t overflow_counter = 0;  // stats::CounterId value, set by the generation
+  bool has_fallback = false;
+  uint32_t fallback_status = 503;
+  std::string fallback_body;
+  int64_t fault_delay_ms = 0;
+  uint32_t fault_delay_per_million = 0;
+  uint32_t fault_abort_status = 0;
+  uint32_t fault_abort_per_million = 0;
 };
 
 struct ClusterChoice {
@@ -73,6 +129,15 @@ struct Route {
     std::unique_ptr<RE2> regex;
     bool present = true;
   };
+  struct CookieMatch {
+    enum class Kind { kExact, kRegex, kPresent };
+    std::string name;
+    Kind kind;
+    std::string value;
+    std::unique_ptr<RE2> regex;
+    bool present = true;
+    bool invert = false;
+  };
 
   std::string name;
   PathKind path_kind = PathKind::kPrefix;
@@ -81,6 +146,7 @@ struct Route {
   std::vector<std::string> methods;
   std::vector<HeaderMatch> headers;
   std::vector<QueryMatch> query;
+  std::vector<CookieMatch> cookies;
 
   Action action = Action::kCluster;
   // kCluster: one entry, or a weighted split.
@@ -89,6 +155,7 @@ struct Route {
   std::string prefix_rewrite;
   std::string host_rewrite;
   int64_t timeout_ms = 15'000;  // 0: none
+  std::unique_ptr<TrafficPolicy> traffic;  // null: none of its settings
   // kDirectResponse.
   uint32_t status = 200;
   std::string body;
@@ -183,6 +250,8 @@ class RouteTable {
   // The first matching route of the request's virtual host, or nullptr.
   const Route* route(const RequestView& request) const;
   size_t routeCount() const;
+  // For the generation to fill in what only it knows (metric ids), before the table is shared.
+  void forEachRoute(const std::function<void(Route&)>& fn);
 
  private:
   using Resolver = std::function<int(const std::string&)>;

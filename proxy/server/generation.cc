@@ -69,7 +69,7 @@ const router::RouteTable* Generation::routeTable(std::string_view name) const {
 
 absl::StatusOr<std::shared_ptr<Generation>> compileGeneration(const config::ConfigSet& config,
                                                               int workers, stats::Store* store,
-                                                              upstream::PoolKeys* keys) {
+                                                              upstream::Registry* keys) {
   auto gen = std::make_shared<Generation>();
   gen->config.listeners = serialize(config.listeners);
   gen->config.route_configs = serialize(config.route_configs);

@@ -78,6 +78,6 @@ struct Generation {
 // validator cannot know; binding sockets is the server's job.
 absl::StatusOr<std::shared_ptr<Generation>> compileGeneration(const config::ConfigSet& config,
                                                               int workers, stats::Store* store,
-                                                              upstream::PoolKeys* keys);
+                                                              upstream::Registry* keys);
 
 }  // namespace sluice::server

@@ -241,7 +241,7 @@ absl::Status Server::apply(const config::ConfigSet& config, const xds::Versions&
     fresh[l.name()] = *std::move(fds);
   }
   const Clock::time_point start = Clock::now();
-  auto compiled = compileGeneration(config, worker_count_, store_.get(), &pool_keys_);
+  auto compiled = compileGeneration(config, worker_count_, store_.get(), &registry_);
   if (!compiled.ok()) {
     closeFresh();
     return compiled.status();

@@ -69,7 +69,7 @@ class Server {
   event_base* base_ = nullptr;
   std::unique_ptr<stats::Store> store_;
   stats::Cells* cells_ = nullptr;  // the main thread's
-  upstream::PoolKeys pool_keys_;
+  upstream::Registry registry_;
   std::vector<std::unique_ptr<Worker>> workers_;
   std::shared_ptr<const Generation> current_;
   uint64_t next_generation_ = 1;

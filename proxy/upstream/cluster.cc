@@ -61,9 +61,15 @@ std::vector<uint32_t> smoothSchedule(const std::vector<uint64_t>& weights) {
 
 }  // namespace
 
-uint32_t PoolKeys::key(const std::string& cluster, const std::string& endpoint) {
+uint32_t Registry::key(const std::string& cluster, const std::string& endpoint) {
   // Keys are dense in order of first use and never reused.
   return keys_.try_emplace(absl::StrCat(cluster, "\n", endpoint), keys_.size()).first->second;
+}
+
+std::shared_ptr<ClusterCounters> Registry::counters(const std::string& cluster) {
+  auto& c = counters_[cluster];
+  if (c == nullptr) c = std::make_shared<ClusterCounters>();
+  return c;
 }
 
 size_t Cluster::weightedIndex(uint64_t random) const {
@@ -78,7 +84,7 @@ size_t Cluster::weightedIndex(uint64_t random) const {
 
 absl::StatusOr<std::unique_ptr<Cluster>> Cluster::compile(
     const v1::Cluster& config, const v1::ClusterLoadAssignment* assignment, int workers,
-    stats::Store* store, PoolKeys* keys) {
+    stats::Store* store, Registry* keys) {
   auto cluster = std::unique_ptr<Cluster>(new Cluster());
   Cluster& c = *cluster;
   c.name_ = config.name();
@@ -101,6 +107,22 @@ absl::StatusOr<std::unique_ptr<Cluster>> Cluster::compile(
       break;
   }
 
+  if (config.has_circuit_breakers()) {
+    const v1::CircuitBreakers& cb = config.circuit_breakers();
+    Breakers& b = c.breakers_;
+    if (cb.has_max_connections()) b.max_connections = cb.max_connections();
+    if (cb.has_max_pending_requests()) b.max_pending = cb.max_pending_requests();
+    if (cb.has_max_requests()) b.max_requests = cb.max_requests();
+    if (cb.has_max_retries()) b.max_retries = cb.max_retries();
+    if (cb.has_retry_budget()) {
+      b.budget = true;
+      const v1::RetryBudget& rb = cb.retry_budget();
+      if (rb.has_budget_percent()) b.budget_percent = rb.budget_percent();
+      if (rb.has_min_retry_concurrency()) b.min_retry_concurrency = rb.min_retry_concurrency();
+    }
+  }
+  c.counters_ = keys->counters(c.name_);
+
   const stats::Labels labels = {{"cluster", c.name_}};
   ClusterStats& s = c.stats_;
   s.rq_total = store->counter("sluice_cluster_upstream_rq_total",
@@ -110,8 +132,33 @@ absl::StatusOr<std::unique_ptr<Cluster>> Cluster::compile(
   s.rq_retry = store->counter(
       "sluice_cluster_upstream_rq_retry_total",
       "Requests retried on a fresh connection after a pooled one failed before answering.", labels);
+  s.rq_retry_success = store->counter("sluice_cluster_upstream_rq_retry_success_total",
+                                      "Requests whose retry got an answer.", labels);
+  s.rq_retry_overflow = store->counter(
+      "sluice_cluster_upstream_rq_retry_overflow_total",
+      "Retries not made because of max_retries or the retry budget.", labels);
   s.rq_timeout = store->counter("sluice_cluster_upstream_rq_timeout_total",
                                 "Requests whose route timeout expired (answered 504).", labels);
+  s.rq_per_try_timeout = store->counter("sluice_cluster_upstream_rq_per_try_timeout_total",
+                                        "Attempts whose per-try timeout expired.", labels);
+  s.rq_idle_timeout =
+      store->counter("sluice_cluster_upstream_rq_idle_timeout_total",
+                     "Requests whose stream moved no bytes for the idle timeout.", labels);
+  s.cx_connect_timeout = store->counter("sluice_cluster_upstream_cx_connect_timeout_total",
+                                        "Upstream connects that timed out.", labels);
+  s.rq_overflow = store->counter("sluice_cluster_upstream_rq_overflow_total",
+                                 "Requests answered 503: circuit breaker max_requests.", labels);
+  s.rq_pending_overflow =
+      store->counter("sluice_cluster_upstream_rq_pending_overflow_total",
+                     "Requests answered 503: circuit breaker max_pending_requests.", labels);
+  s.cx_overflow =
+      store->counter("sluice_cluster_upstream_cx_overflow_total",
+                     "Requests answered 503: circuit breaker max_connections.", labels);
+  s.rq_mirror = store->counter("sluice_cluster_upstream_rq_mirror_total",
+                               "Mirrored copies of requests sent to this cluster.", labels);
+  s.rq_mirror_failed =
+      store->counter("sluice_cluster_upstream_rq_mirror_failed_total",
+                     "Mirrored copies that failed (connect, reset, invalid answer).", labels);
   s.rq_5xx = store->counter("sluice_cluster_upstream_rq_local_5xx_total",
                             "Requests answered 502/503/504 by the proxy for this cluster.", labels);
   s.cx_total =

@@ -7,6 +7,7 @@
 #include <sys/socket.h>
 
 #include <cstdint>
+#include <atomic>
 #include <memory>
 #include <string>
 #include <vector>
@@ -19,23 +20,61 @@
 
 namespace sluice::upstream {
 
-// Stable small integers for (cluster, endpoint) pairs, so that a worker's connection pool for an
-// endpoint survives config generations that keep it. Main thread only.
-class PoolKeys {
+// What a cluster has in flight across all workers and generations, for circuit breakers and
+// the retry budget. Counted only for the limits a cluster sets, so that clusters without them
+// keep their workers off shared cache lines.
+struct ClusterCounters {
+  alignas(64) std::atomic<uint32_t> rq_active{0};
+  std::atomic<uint32_t> rq_pending{0};  // waiting for a new connection to be established
+  std::atomic<uint32_t> cx_active{0};
+  std::atomic<uint32_t> retries_active{0};
+};
+
+// What outlives config generations, keyed by name: small integers for (cluster, endpoint)
+// pairs, so that a worker's connection pool for an endpoint survives generations that keep it,
+// and each cluster's counters. Main thread only; the counters it hands out are shared.
+class Registry {
  public:
   uint32_t key(const std::string& cluster, const std::string& endpoint);
   uint32_t size() const { return static_cast<uint32_t>(keys_.size()); }
+  std::shared_ptr<ClusterCounters> counters(const std::string& cluster);
 
  private:
   // A hash, not a list: a generation of thousands of endpoints looks every one of them up.
   absl::flat_hash_map<std::string, uint32_t> keys_;
+  absl::flat_hash_map<std::string, std::shared_ptr<ClusterCounters>> counters_;
+};
+
+// Circuit-breaker limits (CircuitBreakers in cluster.proto). kUnlimited: not counted.
+struct Breakers {
+  static constexpr uint32_t kUnlimited = UINT32_MAX;
+  uint32_t max_connections = kUnlimited;
+  uint32_t max_pending = kUnlimited;
+  uint32_t max_requests = kUnlimited;
+  uint32_t max_retries = 3;
+  bool budget = false;  // retry budget instead of max_retries
+  double budget_percent = 20;
+  uint32_t min_retry_concurrency = 3;
+
+  // Whether requests in flight are counted (a limit or the budget needs them).
+  bool countRequests() const { return max_requests != kUnlimited || budget; }
 };
 
 struct ClusterStats {
   stats::CounterId rq_total;         // requests sent upstream (retries included)
   stats::CounterId rq_reused;        // ... of which on a pooled keep-alive connection
-  stats::CounterId rq_retry;         // retried on a fresh connection after a reused one failed
-  stats::CounterId rq_timeout;       // route timeout expired waiting for the response
+  stats::CounterId rq_retry;          // retries: policy retries and stale pooled connections
+  stats::CounterId rq_retry_success;  // requests answered by a retry
+  stats::CounterId rq_retry_overflow;  // retries not made: max_retries or the budget
+  stats::CounterId rq_timeout;         // route timeout expired waiting for the response
+  stats::CounterId rq_per_try_timeout;  // an attempt's per-try timeout expired
+  stats::CounterId rq_idle_timeout;     // the stream moved no bytes for the idle timeout
+  stats::CounterId cx_connect_timeout;  // connects that timed out
+  stats::CounterId rq_overflow;         // 503: max_requests
+  stats::CounterId rq_pending_overflow;  // 503: max_pending_requests
+  stats::CounterId cx_overflow;          // 503: max_connections
+  stats::CounterId rq_mirror;            // copies sent here by request mirroring
+  stats::CounterId rq_mirror_failed;     // ... that failed (connect, reset, bad answer)
   stats::CounterId rq_5xx;           // local 502/503/504 answers caused by this cluster
   stats::CounterId cx_total;         // connections opened
   stats::CounterId cx_connect_fail;  // connections refused, reset or timed out while connecting
@@ -69,7 +108,7 @@ class Cluster {
   // Declares the cluster's metrics in `store` (same names keep their counts across generations).
   static absl::StatusOr<std::unique_ptr<Cluster>> compile(
       const config::v1::Cluster& config, const config::v1::ClusterLoadAssignment* assignment,
-      int workers, stats::Store* store, PoolKeys* keys);
+      int workers, stats::Store* store, Registry* keys);
 
   const std::string& name() const { return name_; }
   absl::Duration connectTimeout() const { return connect_timeout_; }
@@ -77,6 +116,8 @@ class Cluster {
   Policy policy() const { return policy_; }
   const std::vector<Endpoint>& endpoints() const { return endpoints_; }
   const ClusterStats& stats() const { return stats_; }
+  const Breakers& breakers() const { return breakers_; }
+  ClusterCounters& counters() const { return *counters_; }
 
   // The next endpoint for worker `worker`, or nullptr when the cluster has none. `random` is a
   // uniformly random number; `active(endpoint index)` the worker's busy connections to it (for
@@ -121,6 +162,8 @@ class Cluster {
   std::vector<uint64_t> cumulative_;  // running weight totals, for weighted random picks
   std::unique_ptr<Cursor[]> cursors_;
   ClusterStats stats_;
+  Breakers breakers_;
+  std::shared_ptr<ClusterCounters> counters_;
 };
 
 }  // namespace sluice::upstream

@@ -61,8 +61,10 @@ void UpstreamConn::onEvent(evutil_socket_t, short what, void* arg) {
     } else if (!timed_out && getsockopt(conn->fd_, SOL_SOCKET, SO_ERROR, &err, &len) < 0) {
       err = errno;
     }
+    conn->endPending();
     if (timed_out || err != 0) {
       conn->pool_->cells_->add(conn->cluster_stats_.cx_connect_fail);
+      if (timed_out) conn->pool_->cells_->add(conn->cluster_stats_.cx_connect_timeout);
       conn->writing_ = false;
       event_del(&conn->write_ev_);
       errno = timed_out ? ETIMEDOUT : err;
@@ -134,8 +136,15 @@ size_t ConnPool::idleCount() const {
   return n;
 }
 
+void UpstreamConn::endPending() {
+  if (pending_counters_ == nullptr) return;
+  pending_counters_->rq_pending.fetch_sub(1, std::memory_order_relaxed);
+  pending_counters_ = nullptr;
+}
+
 UpstreamConn* ConnPool::acquire(const Cluster& cluster, const Endpoint& endpoint,
-                                UpstreamOwner* owner, bool* reused) {
+                                UpstreamOwner* owner, bool* reused, Refusal* refusal) {
+  *refusal = Refusal::kNone;
   EndpointPool& pool = poolFor(endpoint.pool_key);
   if (!pool.idle.empty()) {
     UpstreamConn* conn = pool.idle.back();
@@ -151,8 +160,41 @@ UpstreamConn* ConnPool::acquire(const Cluster& cluster, const Endpoint& endpoint
     return conn;
   }
   *reused = false;
+  // Circuit breakers: a new connection counts against max_connections and, until it is
+  // established, its request against max_pending_requests.
+  const Breakers& limits = cluster.breakers();
+  ClusterCounters& counters = cluster.counters();
+  if (limits.max_connections != Breakers::kUnlimited) {
+    if (counters.cx_active.fetch_add(1, std::memory_order_relaxed) >= limits.max_connections) {
+      counters.cx_active.fetch_sub(1, std::memory_order_relaxed);
+      *refusal = Refusal::kMaxConnections;
+      return nullptr;
+    }
+  }
+  auto unlimitConnection = [&] {
+    if (limits.max_connections != Breakers::kUnlimited) {
+      counters.cx_active.fetch_sub(1, std::memory_order_relaxed);
+    }
+  };
+  if (limits.max_pending != Breakers::kUnlimited) {
+    if (counters.rq_pending.fetch_add(1, std::memory_order_relaxed) >= limits.max_pending) {
+      counters.rq_pending.fetch_sub(1, std::memory_order_relaxed);
+      unlimitConnection();
+      *refusal = Refusal::kMaxPending;
+      return nullptr;
+    }
+  }
   int fd = socket(endpoint.addr.ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
-  if (fd < 0) return nullptr;
+  if (fd < 0) {
+    int err = errno;
+    unlimitConnection();
+    if (limits.max_pending != Breakers::kUnlimited) {
+      counters.rq_pending.fetch_sub(1, std::memory_order_relaxed);
+    }
+    errno = err;
+    *refusal = Refusal::kSocket;
+    return nullptr;
+  }
   int one = 1;
   setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
   auto* conn = new UpstreamConn();
@@ -163,6 +205,8 @@ UpstreamConn* ConnPool::acquire(const Cluster& cluster, const Endpoint& endpoint
   conn->max_idle_ = cluster.maxIdlePerEndpoint();
   conn->endpoint_ = endpoint;
   conn->cluster_stats_ = cluster.stats();
+  if (limits.max_connections != Breakers::kUnlimited) conn->cx_counters_ = &counters;
+  if (limits.max_pending != Breakers::kUnlimited) conn->pending_counters_ = &counters;
   conn->in_ = evbuffer_new();
   conn->out_ = evbuffer_new();
   event_assign(&conn->read_ev_, base_, fd, EV_READ | EV_PERSIST, &UpstreamConn::onEvent, conn);
@@ -225,6 +269,10 @@ void ConnPool::destroy(UpstreamConn* conn) {
   evbuffer_free(conn->out_);
   cells_->gaugeAdd(conn->cluster_stats_.cx_active, -1);
   cells_->gaugeAdd(conn->endpoint_.cx_active, -1);
+  conn->endPending();
+  if (conn->cx_counters_ != nullptr) {
+    conn->cx_counters_->cx_active.fetch_sub(1, std::memory_order_relaxed);
+  }
   delete conn;
 }
 

@@ -55,6 +55,8 @@ class UpstreamConn {
   friend class ConnPool;
   UpstreamConn() = default;
   static void onEvent(evutil_socket_t fd, short what, void* arg);
+  // The connect finished (either way): no longer pending.
+  void endPending();
 
   ConnPool* pool_ = nullptr;
   UpstreamOwner* owner_ = nullptr;  // null while idle
@@ -73,6 +75,10 @@ class UpstreamConn {
   evbuffer* out_ = nullptr;
   Endpoint endpoint_;  // a copy of the endpoint's address and metric ids (generations come and go)
   ClusterStats cluster_stats_;
+  // The cluster's shared counters, where its circuit breakers count connections (nullptr: not
+  // counted) and pending requests (while connecting).
+  ClusterCounters* cx_counters_ = nullptr;
+  ClusterCounters* pending_counters_ = nullptr;
 };
 
 class ConnPool {
@@ -85,11 +91,17 @@ class ConnPool {
   ConnPool(const ConnPool&) = delete;
   ConnPool& operator=(const ConnPool&) = delete;
 
+  // Why acquire() returned nullptr.
+  enum class Refusal {
+    kNone,
+    kSocket,          // no socket could be created (errno set): answer 502
+    kMaxConnections,  // circuit breakers: answer 503
+    kMaxPending,
+  };
   // An idle connection to `endpoint` (*reused = true) or a new one whose connect is under way
-  // (*reused = false; onUpstreamConnected follows). nullptr if a socket cannot even be created
-  // (errno set): answer 502.
+  // (*reused = false; onUpstreamConnected follows), or nullptr and the reason in *refusal.
   UpstreamConn* acquire(const Cluster& cluster, const Endpoint& endpoint, UpstreamOwner* owner,
-                        bool* reused);
+                        bool* reused, Refusal* refusal);
   // The request is done and the connection can carry another: back to the idle pool (or closed
   // when the endpoint already has its cluster's maximum of idle connections, or when draining).
   void release(UpstreamConn* conn);

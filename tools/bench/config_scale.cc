@@ -108,7 +108,7 @@ int main(int argc, char** argv) {
     // every metric, later ones (reloads) find them declared.
     const int64_t heap_before_store = heapInUse();
     std::unique_ptr<stats::Store> store = stats::Store::create(workers + 1);
-    upstream::PoolKeys keys;
+    upstream::Registry keys;
     const int64_t heap_empty_store = heapInUse() - heap_before_store;
     std::vector<double> compile_ms;
     std::shared_ptr<server::Generation> gen;

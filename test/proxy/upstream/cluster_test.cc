@@ -50,7 +50,7 @@ class ClusterTest : public ::testing::Test {
   }
 
   std::unique_ptr<stats::Store> store_ = stats::Store::create(1);
-  PoolKeys keys_;
+  Registry keys_;
 };
 
 TEST_F(ClusterTest, StaticClusterResolvesIpv4AndIpv6Endpoints) {
@@ -302,7 +302,7 @@ TEST_F(ClusterTest, EmptyEdsClusterPicksNothing) {
   }
 }
 
-TEST_F(ClusterTest, PoolKeysAreStableAcrossCompilations) {
+TEST_F(ClusterTest, RegistryAreStableAcrossCompilations) {
   const v1::Cluster config = clusterConfig(R"pb(
     name: "web"
     endpoints { address: "127.0.0.1" port: 1 }

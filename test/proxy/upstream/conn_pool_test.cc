@@ -149,7 +149,7 @@ class ConnPoolTest : public ::testing::Test {
   // A connected connection to `c`'s endpoint for `owner`, and the server side in *peer.
   UpstreamConn* connectOne(const Cluster& c, FakeOwner* owner, Listener* listener, int* peer) {
     bool reused = true;
-    UpstreamConn* conn = pool_->acquire(c, c.endpoints()[0], owner, &reused);
+    UpstreamConn* conn = pool_->acquire(c, c.endpoints()[0], owner, &reused, &refusal_);
     EXPECT_NE(conn, nullptr);
     EXPECT_FALSE(reused);
     if (conn == nullptr) return nullptr;
@@ -166,8 +166,9 @@ class ConnPoolTest : public ::testing::Test {
 
   event_base* base_;
   std::unique_ptr<stats::Store> store_;
-  PoolKeys keys_;
+  Registry keys_;
   std::unique_ptr<ConnPool> pool_;
+  ConnPool::Refusal refusal_ = ConnPool::Refusal::kNone;
 };
 
 TEST_F(ConnPoolTest, AcquireOpensANewConnectionAndReportsItConnected) {
@@ -177,7 +178,7 @@ TEST_F(ConnPoolTest, AcquireOpensANewConnectionAndReportsItConnected) {
   FakeOwner owner(pool_.get());
 
   bool reused = true;
-  UpstreamConn* conn = pool_->acquire(*c, c->endpoints()[0], &owner, &reused);
+  UpstreamConn* conn = pool_->acquire(*c, c->endpoints()[0], &owner, &reused, &refusal_);
   ASSERT_NE(conn, nullptr);
   EXPECT_FALSE(reused);
   EXPECT_GE(conn->fd(), 0);
@@ -227,7 +228,7 @@ TEST_F(ConnPoolTest, ReleasedConnectionIsReusedByTheNextAcquire) {
   EXPECT_EQ(value(c->stats().cx_active), 1);
 
   bool reused = false;
-  UpstreamConn* again = pool_->acquire(*c, c->endpoints()[0], &second, &reused);
+  UpstreamConn* again = pool_->acquire(*c, c->endpoints()[0], &second, &reused, &refusal_);
   EXPECT_TRUE(reused);
   ASSERT_EQ(again, conn);
   EXPECT_EQ(again->fd(), fd);
@@ -269,7 +270,7 @@ TEST_F(ConnPoolTest, IdleConnectionClosedByThePeerLeavesThePool) {
 
   // The next request gets a fresh connection.
   bool reused = true;
-  UpstreamConn* fresh = pool_->acquire(*c, c->endpoints()[0], &owner, &reused);
+  UpstreamConn* fresh = pool_->acquire(*c, c->endpoints()[0], &owner, &reused, &refusal_);
   ASSERT_NE(fresh, nullptr);
   EXPECT_FALSE(reused);
   pool_->destroy(fresh);
@@ -297,7 +298,7 @@ TEST_F(ConnPoolTest, ConnectingToAClosedPortFails) {
   ASSERT_NE(c, nullptr);
   FakeOwner owner(pool_.get());
   bool reused = true;
-  UpstreamConn* conn = pool_->acquire(*c, c->endpoints()[0], &owner, &reused);
+  UpstreamConn* conn = pool_->acquire(*c, c->endpoints()[0], &owner, &reused, &refusal_);
   ASSERT_NE(conn, nullptr);
   EXPECT_FALSE(reused);
   EXPECT_EQ(owner.failed, 0);
@@ -323,12 +324,12 @@ TEST_F(ConnPoolTest, ConnectTimeoutIsReportedAsTimedOut) {
   ASSERT_NE(c, nullptr);
   FakeOwner filler(pool_.get()), owner(pool_.get());
   bool reused = true;
-  UpstreamConn* first = pool_->acquire(*c, c->endpoints()[0], &filler, &reused);
+  UpstreamConn* first = pool_->acquire(*c, c->endpoints()[0], &filler, &reused, &refusal_);
   ASSERT_NE(first, nullptr);
   ASSERT_TRUE(runUntil([&] { return filler.connected > 0 || filler.failed > 0; }));
   ASSERT_EQ(filler.connected, 1);
 
-  UpstreamConn* conn = pool_->acquire(*c, c->endpoints()[0], &owner, &reused);
+  UpstreamConn* conn = pool_->acquire(*c, c->endpoints()[0], &owner, &reused, &refusal_);
   ASSERT_NE(conn, nullptr);
   ASSERT_TRUE(runUntil([&] { return owner.failed > 0 || owner.connected > 0; }));
   EXPECT_EQ(owner.connected, 0);
@@ -450,7 +451,7 @@ TEST_F(ConnPoolTest, DrainEndpointClosesOnlyThatEndpointsIdleConnections) {
 
   // Pooling goes on for the other endpoint.
   bool reused = false;
-  UpstreamConn* again = pool_->acquire(*c2, c2->endpoints()[0], &b, &reused);
+  UpstreamConn* again = pool_->acquire(*c2, c2->endpoints()[0], &b, &reused, &refusal_);
   EXPECT_TRUE(reused);
   EXPECT_EQ(again, cb);
   pool_->release(again);
@@ -513,6 +514,74 @@ TEST_F(ConnPoolTest, GaugesReturnToZeroWhenThePoolGoes) {
   const std::string text = store_->prometheusText();
   EXPECT_THAT(text, ::testing::HasSubstr("sluice_cluster_upstream_cx_active{cluster=\"web\"} 0"));
   EXPECT_THAT(text, ::testing::HasSubstr("sluice_cluster_upstream_cx_total{cluster=\"web\"} 2"));
+}
+
+TEST_F(ConnPoolTest, MaxConnectionsRefusesTheConnectionBeyondTheLimitAcrossEndpointsAndFrees) {
+  Listener listener;
+  auto c = cluster(listener.port(), "circuit_breakers { max_connections: 2 }");
+  ASSERT_NE(c, nullptr);
+  FakeOwner a(pool_.get()), b(pool_.get()), d(pool_.get());
+  int pa = -1, pb = -1;
+  UpstreamConn* ca = connectOne(*c, &a, &listener, &pa);
+  UpstreamConn* cb = connectOne(*c, &b, &listener, &pb);
+  ASSERT_NE(ca, nullptr);
+  ASSERT_NE(cb, nullptr);
+  bool reused = false;
+  EXPECT_EQ(pool_->acquire(*c, c->endpoints()[0], &d, &reused, &refusal_), nullptr);
+  EXPECT_EQ(refusal_, ConnPool::Refusal::kMaxConnections);
+  EXPECT_EQ(c->counters().cx_active.load(), 2u);
+  // An idle pooled connection still counts; a destroyed one frees its place.
+  pool_->release(ca);
+  EXPECT_EQ(c->counters().cx_active.load(), 2u);
+  pool_->destroy(cb);
+  EXPECT_EQ(c->counters().cx_active.load(), 1u);
+  UpstreamConn* again = pool_->acquire(*c, c->endpoints()[0], &d, &reused, &refusal_);
+  ASSERT_NE(again, nullptr);
+  EXPECT_TRUE(reused);  // the idle one first
+  UpstreamConn* fresh = pool_->acquire(*c, c->endpoints()[0], &b, &reused, &refusal_);
+  ASSERT_NE(fresh, nullptr);
+  EXPECT_FALSE(reused);
+  EXPECT_EQ(c->counters().cx_active.load(), 2u);
+  pool_->destroy(again);
+  pool_->destroy(fresh);
+  EXPECT_EQ(c->counters().cx_active.load(), 0u);
+  close(pa);
+  close(pb);
+}
+
+TEST_F(ConnPoolTest, MaxPendingCountsOnlyConnectsUnderWay) {
+  Listener listener;
+  auto c = cluster(listener.port(), "circuit_breakers { max_pending_requests: 1 }");
+  ASSERT_NE(c, nullptr);
+  FakeOwner a(pool_.get()), b(pool_.get());
+  bool reused = false;
+  UpstreamConn* first = pool_->acquire(*c, c->endpoints()[0], &a, &reused, &refusal_);
+  ASSERT_NE(first, nullptr);
+  EXPECT_EQ(c->counters().rq_pending.load(), 1u);
+  EXPECT_EQ(pool_->acquire(*c, c->endpoints()[0], &b, &reused, &refusal_), nullptr);
+  EXPECT_EQ(refusal_, ConnPool::Refusal::kMaxPending);
+  ASSERT_TRUE(runUntil([&] { return a.connected > 0 || a.failed > 0; }));
+  EXPECT_EQ(c->counters().rq_pending.load(), 0u);
+  UpstreamConn* second = pool_->acquire(*c, c->endpoints()[0], &b, &reused, &refusal_);
+  ASSERT_NE(second, nullptr);
+  // Destroyed while still connecting: no longer pending either.
+  pool_->destroy(second);
+  EXPECT_EQ(c->counters().rq_pending.load(), 0u);
+  pool_->destroy(first);
+}
+
+TEST_F(ConnPoolTest, ClustersWithoutBreakersCountNothingShared) {
+  Listener listener;
+  auto c = cluster(listener.port());
+  ASSERT_NE(c, nullptr);
+  FakeOwner a(pool_.get());
+  int peer = -1;
+  UpstreamConn* conn = connectOne(*c, &a, &listener, &peer);
+  ASSERT_NE(conn, nullptr);
+  EXPECT_EQ(c->counters().cx_active.load(), 0u);
+  EXPECT_EQ(c->counters().rq_pending.load(), 0u);
+  pool_->destroy(conn);
+  close(peer);
 }
 
 }  // namespace
