@@ -210,10 +210,41 @@ class HeadHeaders : public router::HeaderSource {
     *value = h->value;
     return true;
   }
+  // A client may split its cookies over several Cookie headers.
+  bool cookie(std::string_view name, std::string_view* value) const override {
+    for (const Header& h : head_.headerList()) {
+      if (equalsIgnoreCase(h.name, "cookie") && router::findCookie(h.value, name, value)) {
+        return true;
+      }
+    }
+    return false;
+  }
 
  private:
   const RequestHead& head_;
 };
+
+// Copies the first `n` bytes of `from` to the end of `to`, leaving `from` as it is.
+void copyPrefix(evbuffer* from, evbuffer* to, size_t n) {
+  evbuffer_iovec vec[8];
+  evbuffer_ptr pos;
+  evbuffer_ptr_set(from, &pos, 0, EVBUFFER_PTR_SET);
+  while (n > 0) {
+    int count = evbuffer_peek(from, static_cast<ev_ssize_t>(n), &pos, vec, 8);
+    if (count <= 0) return;
+    for (int i = 0; i < count && i < 8 && n > 0; ++i) {
+      size_t take = std::min(n, vec[i].iov_len);
+      evbuffer_add(to, vec[i].iov_base, take);
+      n -= take;
+      evbuffer_ptr_set(from, &pos, take, EVBUFFER_PTR_ADD);
+    }
+  }
+}
+
+bool idempotent(Method m) {
+  return m == Method::kGet || m == Method::kHead || m == Method::kOptions || m == Method::kTrace ||
+         m == Method::kPut || m == Method::kDelete;
+}
 
 void formatPeer(const sockaddr_storage& peer, char* out, size_t cap) {
   out[0] = '\0';
@@ -285,6 +316,9 @@ class DownstreamConnection : public upstream::UpstreamOwner {
   static void onSocket(evutil_socket_t fd, short what, void* arg);
   static void onTimer(evutil_socket_t fd, short what, void* arg);
   static void onRouteTimeout(evutil_socket_t fd, short what, void* arg);
+  static void onTryTimeout(evutil_socket_t fd, short what, void* arg);
+  // A fault-injection delay or a retry backoff ended.
+  static void onWaitOver(evutil_socket_t fd, short what, void* arg);
   // No bytes moved on either side for the listener's idle timeout while a request was in
   // progress or its answer was being flushed.
   void onStreamTimer();
@@ -294,8 +328,21 @@ class DownstreamConnection : public upstream::UpstreamOwner {
   void process();
   void parseHead();
   void startRequest(RequestHead& head);
-  void forward(RequestHead& head, const server::Generation& gen, const router::Route& route,
-               const upstream::Cluster& cluster);
+  void forward(RequestHead& head, const router::Route& route, const upstream::Cluster& cluster);
+  // Connects the first attempt (after any injected delay) and starts sending.
+  void startUpstream();
+  const upstream::Endpoint* pickEndpoint(const upstream::Cluster& cluster, uint32_t attempt);
+  // Why an attempt failed, for the retry policy.
+  enum class Failure { kConnect, kReset, kPerTryTimeout, kStatus };
+  // Starts a retry (after its backoff) if the route's policy, the request and the circuit
+  // breakers allow one; false: answer with the failure.
+  bool retryAfter(Failure failure, uint32_t status = 0);
+  void retryNow();
+  // No endpoint can take the request: the route's fallback answer, or 503. `overflow` names the
+  // limit that refused it (x-sluice-overflow), if one did.
+  void unavailable(std::string_view body, const char* overflow = nullptr);
+  // Ends what a request holds beyond its connection: limits' counts, timers, the body copy.
+  void settleRequest();
   void writeUpstreamHead(const RequestHead& head, const router::Route& route,
                          const upstream::Endpoint& endpoint, evbuffer* b);
   bool connectUpstream(bool fresh);
@@ -310,7 +357,8 @@ class DownstreamConnection : public upstream::UpstreamOwner {
 
   // Answers from the proxy itself. `close` ends the connection after the answer.
   void localReply(int status, std::string_view body, bool close,
-                  const router::HeaderOps* ops = nullptr, std::string_view location = {});
+                  const router::HeaderOps* ops = nullptr, std::string_view location = {},
+                  const char* overflow = nullptr);
   void reject(const Error& err);
   // Whether the request body (if any) is already entirely buffered; if so it is dropped.
   bool discardBufferedBody();
@@ -340,7 +388,7 @@ class DownstreamConnection : public upstream::UpstreamOwner {
   bool peer_closed_ = false;
   bool drain_ = false;
   uint8_t deferred_ = 0;  // Deferred bits; set while in worker_->deferred
-  event sock_read_, sock_write_, timer_, route_timer_;
+  event sock_read_, sock_write_, timer_, route_timer_, try_timer_, wait_timer_;
   evbuffer* in_;
   evbuffer* out_;
   HeadScan scan_;
@@ -371,6 +419,23 @@ class DownstreamConnection : public upstream::UpstreamOwner {
   bool retried_ = false;
   evbuffer* head_copy_;  // the upstream head of a bodyless request, kept for one retry
   bool retryable_ = false;
+  bool expect_continue_ = false;
+  // Traffic management of the request in progress (null: the route has none of it).
+  const router::TrafficPolicy* traffic_ = nullptr;
+  const router::RetryPolicy* retry_ = nullptr;
+  uint32_t attempt_ = 0;  // policy retries made
+  // body_copy_ holds the request body sent so far, for a retry (the policy allows one for this
+  // request and the body fits its buffer).
+  bool body_copied_ = false;
+  evbuffer* body_copy_;
+  uint32_t failed_pool_key_ = UINT32_MAX;  // the endpoint of the last failed attempt
+  bool route_slot_ = false;    // counted in the route's max_concurrent_requests
+  bool cluster_slot_ = false;  // counted in the cluster's requests in flight
+  bool retry_slot_ = false;    // counted in the cluster's retries in flight
+  bool route_timer_armed_ = false;
+  enum class Wait : uint8_t { kNone, kFault, kBackoff };
+  Wait wait_ = Wait::kNone;
+  absl::Duration stream_idle_;  // the stream timer's timeout for this request
   // Response side.
   HeadScan resp_scan_;
   bool response_started_ = false;  // a final response head was sent to the client
@@ -411,10 +476,14 @@ DownstreamConnection::DownstreamConnection(WorkerContext* worker, int fd,
   in_ = evbuffer_new();
   out_ = evbuffer_new();
   head_copy_ = evbuffer_new();
+  body_copy_ = evbuffer_new();
+  stream_idle_ = idle_timeout_;
   event_assign(&sock_read_, worker->base, fd, EV_READ | EV_PERSIST, &onSocket, this);
   event_assign(&sock_write_, worker->base, fd, EV_WRITE | EV_PERSIST, &onSocket, this);
   event_assign(&timer_, worker->base, -1, 0, &onTimer, this);
   event_assign(&route_timer_, worker->base, -1, 0, &onRouteTimeout, this);
+  event_assign(&try_timer_, worker->base, -1, 0, &onTryTimeout, this);
+  event_assign(&wait_timer_, worker->base, -1, 0, &onWaitOver, this);
   worker->cells->add(lstats_.cx_total);
   worker->cells->gaugeAdd(lstats_.cx_active, 1);
 }
@@ -423,6 +492,7 @@ DownstreamConnection::~DownstreamConnection() {
   evbuffer_free(in_);
   evbuffer_free(out_);
   evbuffer_free(head_copy_);
+  evbuffer_free(body_copy_);
 }
 
 void DownstreamConnection::start() {
@@ -498,7 +568,7 @@ void DownstreamConnection::onTimer(evutil_socket_t, short, void* arg) {
 void DownstreamConnection::onStreamTimer() {
   if (progress_ != progress_at_arm_) {
     progress_at_arm_ = progress_;
-    setTimer(Timer::kStream, idle_timeout_);
+    setTimer(Timer::kStream, phase_ == Phase::kStream ? stream_idle_ : idle_timeout_);
     return;
   }
   timer_kind_ = Timer::kNone;
@@ -507,6 +577,7 @@ void DownstreamConnection::onStreamTimer() {
     return;
   }
   if (response_started_) {
+    if (cluster_ != nullptr) worker_->cells->add(cluster_->stats().rq_idle_timeout);
     releaseUpstream(false);
     countResponse(status_);
     closeNow();
@@ -515,7 +586,10 @@ void DownstreamConnection::onStreamTimer() {
     localReply(408, "request body timeout\n", true);
   } else {
     releaseUpstream(false);
-    if (cluster_ != nullptr) worker_->cells->add(cluster_->stats().rq_5xx);
+    if (cluster_ != nullptr) {
+      worker_->cells->add(cluster_->stats().rq_idle_timeout);
+      worker_->cells->add(cluster_->stats().rq_5xx);
+    }
     localReply(504, "upstream idle timeout\n", false);
   }
 }
@@ -525,8 +599,33 @@ void DownstreamConnection::onRouteTimeout(evutil_socket_t, short, void* arg) {
   if (c->phase_ != Phase::kStream || c->response_started_ || c->cluster_ == nullptr) return;
   c->worker_->cells->add(c->cluster_->stats().rq_timeout);
   c->releaseUpstream(false);
+  c->wait_ = Wait::kNone;
+  event_del(&c->wait_timer_);
   c->worker_->cells->add(c->cluster_->stats().rq_5xx);
   c->localReply(504, "upstream request timeout\n", !c->req_done_);
+}
+
+void DownstreamConnection::onTryTimeout(evutil_socket_t, short, void* arg) {
+  auto* c = static_cast<DownstreamConnection*>(arg);
+  if (c->phase_ != Phase::kStream || c->response_started_ || c->cluster_ == nullptr) return;
+  c->worker_->cells->add(c->cluster_->stats().rq_per_try_timeout);
+  if (c->retryAfter(Failure::kPerTryTimeout)) return;
+  c->releaseUpstream(false);
+  c->worker_->cells->add(c->cluster_->stats().rq_5xx);
+  c->localReply(504, "upstream per-try timeout\n", !c->req_done_);
+}
+
+void DownstreamConnection::onWaitOver(evutil_socket_t, short, void* arg) {
+  auto* c = static_cast<DownstreamConnection*>(arg);
+  if (c->phase_ != Phase::kStream) return;
+  const Wait wait = c->wait_;
+  c->wait_ = Wait::kNone;
+  if (wait == Wait::kFault) {
+    c->startUpstream();
+  } else if (wait == Wait::kBackoff) {
+    c->retryNow();
+  }
+  if (c->phase_ == Phase::kStream) c->updateReadInterest();
 }
 
 void DownstreamConnection::onReadable() {
@@ -751,36 +850,102 @@ void DownstreamConnection::startRequest(RequestHead& head) {
   }
   uint32_t index = route->pickCluster(worker_->random());
   cluster_ = gen_->clusters[index].get();
-  forward(head, *gen_, *route, *cluster_);
+  forward(head, *route, *cluster_);
 }
 
-void DownstreamConnection::forward(RequestHead& head, const server::Generation&,
-                                   const router::Route& route, const upstream::Cluster& cluster) {
-  const upstream::Endpoint* endpoint =
-      cluster.pick(worker_->index, worker_->random(),
-                   [&](size_t i) { return worker_->pool.busy(cluster.endpoints()[i].pool_key); });
+// A share given in parts per million, drawn at random.
+bool drawn(WorkerContext* worker, uint32_t per_million) {
+  return per_million >= 1'000'000 || (per_million > 0 && worker->random() % 1'000'000 < per_million);
+}
+
+const upstream::Endpoint* DownstreamConnection::pickEndpoint(const upstream::Cluster& cluster,
+                                                             uint32_t attempt) {
+  auto active = [&](size_t i) { return worker_->pool.busy(cluster.endpoints()[i].pool_key); };
+  const upstream::Endpoint* endpoint = cluster.pick(worker_->index, worker_->random(), active);
+  // A retry prefers another endpoint than the one that just failed, when the cluster has one.
+  for (int i = 0; attempt > 0 && i < 3 && endpoint != nullptr &&
+                  endpoint->pool_key == failed_pool_key_ && cluster.endpoints().size() > 1;
+       ++i) {
+    endpoint = cluster.pick(worker_->index, worker_->random(), active);
+  }
+  return endpoint;
+}
+
+void DownstreamConnection::forward(RequestHead& head, const router::Route& route,
+                                   const upstream::Cluster& cluster) {
+  traffic_ = route.traffic.get();
+  retry_ = traffic_ != nullptr ? traffic_->retry.get() : nullptr;
+  attempt_ = 0;
+  failed_pool_key_ = UINT32_MAX;
+  if (traffic_ != nullptr) {
+    if (traffic_->idle_timeout_ms > 0) {
+      stream_idle_ = absl::Milliseconds(traffic_->idle_timeout_ms);
+      setTimer(Timer::kStream, stream_idle_);
+    }
+    if (traffic_->fault_abort_status != 0 && drawn(worker_, traffic_->fault_abort_per_million)) {
+      worker_->cells->add(lstats_.fault_aborts);
+      evbuffer_drain(in_, head.head_len);
+      localReply(static_cast<int>(traffic_->fault_abort_status), "fault filter abort\n",
+                 !discardBufferedBody(), &route.response_headers);
+      return;
+    }
+    if (traffic_->max_concurrent != 0) {
+      route_slot_ = true;
+      if (traffic_->active.fetch_add(1, std::memory_order_relaxed) >= traffic_->max_concurrent) {
+        worker_->cells->add(stats::CounterId{traffic_->overflow_counter});
+        evbuffer_drain(in_, head.head_len);
+        unavailable("route concurrency limit reached\n", "route_max_concurrent_requests");
+        return;
+      }
+    }
+  }
+  const upstream::Breakers& limits = cluster.breakers();
+  if (limits.countRequests()) {
+    cluster_slot_ = true;
+    if (cluster.counters().rq_active.fetch_add(1, std::memory_order_relaxed) >=
+        limits.max_requests) {
+      worker_->cells->add(cluster.stats().rq_overflow);
+      evbuffer_drain(in_, head.head_len);
+      unavailable("upstream overflow: too many requests\n", "max_requests");
+      return;
+    }
+  }
+  const upstream::Endpoint* endpoint = pickEndpoint(cluster, 0);
   if (endpoint == nullptr) {
     worker_->cells->add(cluster.stats().no_healthy);
-    worker_->cells->add(cluster.stats().rq_5xx);
     evbuffer_drain(in_, head.head_len);
-    localReply(503, "no healthy upstream\n", !discardBufferedBody());
+    unavailable("no healthy upstream\n");
     return;
   }
   endpoint_ = endpoint;
   evbuffer_drain(head_copy_, evbuffer_get_length(head_copy_));
   writeUpstreamHead(head, route, *endpoint, head_copy_);
-  const bool expect_continue = head.expect_continue;
+  expect_continue_ = head.expect_continue;
+  // A Content-Length body larger than the retry buffer streams without a copy.
+  const bool body_fits =
+      retry_ != nullptr && (req_mode_ != BodyMode::kLength || req_remaining_ <= retry_->max_buffered_body);
   evbuffer_drain(in_, head.head_len);  // `head` is invalid from here on
-  // Only idempotent requests without a body are retried (the upstream may have acted on the
-  // request before closing).
-  retryable_ =
-      req_mode_ == BodyMode::kNone &&
-      (method_ == Method::kGet || method_ == Method::kHead || method_ == Method::kOptions ||
-       method_ == Method::kTrace || method_ == Method::kPut || method_ == Method::kDelete);
+  // Without a policy only idempotent requests without a body are retried, and only when a
+  // pooled connection turns out closed (the upstream may have acted on the request before).
+  retryable_ = req_mode_ == BodyMode::kNone && idempotent(method_);
+  body_copied_ = body_fits && (idempotent(method_) || retry_->retry_non_idempotent);
   if (req_mode_ == BodyMode::kNone) req_done_ = true;
   upstream_start_ = Clock::now();
+  if (traffic_ != nullptr && traffic_->fault_delay_ms > 0 &&
+      drawn(worker_, traffic_->fault_delay_per_million)) {
+    worker_->cells->add(lstats_.fault_delays);
+    wait_ = Wait::kFault;
+    timeval tv = absl::ToTimeval(absl::Milliseconds(traffic_->fault_delay_ms));
+    event_add(&wait_timer_, &tv);
+    return;
+  }
+  startUpstream();
+}
+
+void DownstreamConnection::startUpstream() {
+  upstream_start_ = Clock::now();
   if (!connectUpstream(false)) return;
-  if (expect_continue && req_mode_ != BodyMode::kNone && evbuffer_get_length(in_) == 0) {
+  if (expect_continue_ && req_mode_ != BodyMode::kNone && evbuffer_get_length(in_) == 0) {
     add(out_, k100Continue);
     flushDownstream();
   }
@@ -791,17 +956,113 @@ void DownstreamConnection::forward(RequestHead& head, const server::Generation&,
   }
 }
 
+void DownstreamConnection::unavailable(std::string_view body, const char* overflow) {
+  worker_->cells->add(cluster_->stats().rq_5xx);
+  const bool close = !discardBufferedBody();
+  if (traffic_ != nullptr && traffic_->has_fallback) {
+    localReply(static_cast<int>(traffic_->fallback_status), traffic_->fallback_body, close,
+               &route_->response_headers, {}, overflow);
+  } else {
+    localReply(503, body, close, nullptr, {}, overflow);
+  }
+}
+
+bool DownstreamConnection::retryAfter(Failure failure, uint32_t status) {
+  if (retry_ == nullptr || !body_copied_ || response_started_ || phase_ != Phase::kStream) {
+    return false;
+  }
+  const router::RetryPolicy& p = *retry_;
+  bool applies = false;
+  switch (failure) {
+    case Failure::kConnect:
+      applies = p.on_connect_failure || p.on_gateway_error || p.on_5xx;
+      break;
+    case Failure::kReset:
+      applies = p.on_reset || p.on_gateway_error || p.on_5xx;
+      break;
+    case Failure::kPerTryTimeout:
+      applies = p.on_gateway_error || p.on_5xx;
+      break;
+    case Failure::kStatus:
+      applies = p.retriesStatus(status);
+      break;
+  }
+  if (!applies || attempt_ >= p.num_retries) return false;
+  const upstream::Breakers& limits = cluster_->breakers();
+  upstream::ClusterCounters& counters = cluster_->counters();
+  if (!retry_slot_) {
+    // One place per retrying request: it has at most one retry in flight at a time.
+    uint32_t limit = limits.max_retries;
+    if (limits.budget) {
+      double share = limits.budget_percent / 100.0 *
+                     counters.rq_active.load(std::memory_order_relaxed);
+      limit = std::max<uint32_t>(limits.min_retry_concurrency, static_cast<uint32_t>(share));
+    }
+    if (counters.retries_active.fetch_add(1, std::memory_order_relaxed) >= limit) {
+      counters.retries_active.fetch_sub(1, std::memory_order_relaxed);
+      worker_->cells->add(cluster_->stats().rq_retry_overflow);
+      return false;
+    }
+    retry_slot_ = true;
+  }
+  ++attempt_;
+  worker_->cells->add(cluster_->stats().rq_retry);
+  failed_pool_key_ = endpoint_->pool_key;
+  releaseUpstream(false);
+  event_del(&try_timer_);
+  resp_scan_.reset();
+  // Jittered exponential backoff: a random time up to base * 2^(n-1), capped.
+  int64_t cap = p.base_interval_ms << std::min<uint32_t>(attempt_ - 1, 20);
+  cap = std::min(cap, p.max_interval_ms);
+  int64_t delay_us = static_cast<int64_t>(worker_->random() % (uint64_t(cap) * 1000 + 1));
+  wait_ = Wait::kBackoff;
+  timeval tv = absl::ToTimeval(absl::Microseconds(delay_us));
+  event_add(&wait_timer_, &tv);
+  return true;
+}
+
+void DownstreamConnection::retryNow() {
+  const upstream::Endpoint* endpoint = pickEndpoint(*cluster_, attempt_);
+  if (endpoint == nullptr) {
+    worker_->cells->add(cluster_->stats().no_healthy);
+    unavailable("no healthy upstream\n");
+    return;
+  }
+  endpoint_ = endpoint;
+  upstream_start_ = Clock::now();
+  if (!connectUpstream(false)) return;
+  if (req_done_) {
+    requestComplete();
+  } else {
+    pumpRequestBody();
+  }
+}
+
 bool DownstreamConnection::connectUpstream(bool fresh) {
   const upstream::ClusterStats& cs = cluster_->stats();
   bool reused = false;
-  upstream::UpstreamConn* conn = nullptr;
   if (fresh) {
     // A retry must not take another pooled connection that may be just as stale.
     worker_->pool.drainEndpoint(endpoint_->pool_key);
   }
-  conn = worker_->pool.acquire(*cluster_, *endpoint_, this, &reused);
+  upstream::ConnPool::Refusal refusal;
+  upstream::UpstreamConn* conn =
+      worker_->pool.acquire(*cluster_, *endpoint_, this, &reused, &refusal);
   if (conn == nullptr) {
+    switch (refusal) {
+      case upstream::ConnPool::Refusal::kMaxConnections:
+        worker_->cells->add(cs.cx_overflow);
+        unavailable("upstream overflow: too many connections\n", "max_connections");
+        return false;
+      case upstream::ConnPool::Refusal::kMaxPending:
+        worker_->cells->add(cs.rq_pending_overflow);
+        unavailable("upstream overflow: too many pending requests\n", "max_pending_requests");
+        return false;
+      default:
+        break;
+    }
     worker_->cells->add(cs.cx_connect_fail);
+    if (retryAfter(Failure::kConnect)) return false;
     worker_->cells->add(cs.rq_5xx);
     localReply(502, "upstream connect error\n", !req_done_ || !discardBufferedBody());
     return false;
@@ -811,9 +1072,11 @@ bool DownstreamConnection::connectUpstream(bool fresh) {
   worker_->cells->add(cs.rq_total);
   worker_->cells->add(endpoint_->rq_total);
   if (reused) worker_->cells->add(cs.rq_reused);
-  if (retryable_) {
+  if (retryable_ || body_copied_) {
     size_t n = evbuffer_get_length(head_copy_);
     evbuffer_add(up_->out(), evbuffer_pullup(head_copy_, n), n);
+    // A retry resends what the failed attempt had sent of the body.
+    copyPrefix(body_copy_, up_->out(), evbuffer_get_length(body_copy_));
   } else {
     evbuffer_add_buffer(up_->out(), head_copy_);
   }
@@ -914,6 +1177,7 @@ void DownstreamConnection::pumpRequestBody() {
     while (!req_done_ && evbuffer_get_length(in_) > 0 && evbuffer_get_length(to) < window_) {
       if (req_mode_ == BodyMode::kLength) {
         size_t n = std::min<uint64_t>(req_remaining_, evbuffer_get_length(in_));
+        if (body_copied_) copyPrefix(in_, body_copy_, n);
         evbuffer_remove_buffer(in_, to, n);
         req_remaining_ -= n;
         if (req_remaining_ == 0) req_done_ = true;
@@ -937,8 +1201,14 @@ void DownstreamConnection::pumpRequestBody() {
           }
           return;
         }
+        if (body_copied_) copyPrefix(in_, body_copy_, r.consumed);
         evbuffer_remove_buffer(in_, to, r.consumed);
         if (r.status == ParseStatus::kDone) req_done_ = true;
+      }
+      if (body_copied_ && evbuffer_get_length(body_copy_) > retry_->max_buffered_body) {
+        // Too large to keep for a retry: this request streams and is not retried.
+        body_copied_ = false;
+        evbuffer_drain(body_copy_, evbuffer_get_length(body_copy_));
       }
     }
     if (!up_->connected()) break;  // onUpstreamConnected pumps again
@@ -953,9 +1223,15 @@ void DownstreamConnection::pumpRequestBody() {
 
 void DownstreamConnection::requestComplete() {
   if (response_started_ || route_ == nullptr) return;
-  if (route_->timeout_ms > 0) {
+  // The route timeout covers every attempt: armed once, at the end of the request.
+  if (route_->timeout_ms > 0 && !route_timer_armed_) {
+    route_timer_armed_ = true;
     timeval tv = absl::ToTimeval(absl::Milliseconds(route_->timeout_ms));
     event_add(&route_timer_, &tv);
+  }
+  if (retry_ != nullptr && retry_->per_try_timeout_ms > 0) {
+    timeval tv = absl::ToTimeval(absl::Milliseconds(retry_->per_try_timeout_ms));
+    event_add(&try_timer_, &tv);
   }
 }
 
@@ -973,6 +1249,7 @@ void DownstreamConnection::onUpstreamConnected(upstream::UpstreamConn* conn) {
 
 void DownstreamConnection::onUpstreamConnectFailed(upstream::UpstreamConn*, bool timed_out) {
   int err = errno;
+  if (retryAfter(Failure::kConnect)) return;
   releaseUpstream(false);
   worker_->cells->add(cluster_->stats().rq_5xx);
   if (timed_out) {
@@ -1023,15 +1300,16 @@ void DownstreamConnection::upstreamFailed(const char* what) {
     return;
   }
   const bool nothing_received = evbuffer_get_length(up_->in()) == 0;
-  if (reused_ && !retried_ && retryable_ && nothing_received) {
+  if (reused_ && !retried_ && (retryable_ || body_copied_) && nothing_received) {
     // A pooled connection the upstream closed just as we used it: try once more, fresh.
     retried_ = true;
     worker_->cells->add(cluster_->stats().rq_retry);
     releaseUpstream(false);
     resp_scan_.reset();
-    if (connectUpstream(true)) requestComplete();  // re-arms the route timeout
+    if (connectUpstream(true) && req_done_) requestComplete();
     return;
   }
+  if (retryAfter(Failure::kReset)) return;
   releaseUpstream(false);
   worker_->cells->add(cluster_->stats().rq_5xx);
   std::string body = what;
@@ -1040,7 +1318,6 @@ void DownstreamConnection::upstreamFailed(const char* what) {
 }
 
 void DownstreamConnection::releaseUpstream(bool reusable) {
-  event_del(&route_timer_);
   if (up_ == nullptr) return;
   if (reusable) {
     worker_->pool.release(up_);
@@ -1095,7 +1372,13 @@ void DownstreamConnection::processUpstream() {
       retryable_ = false;  // the client has seen part of this answer
       continue;
     }
+    if (retry_ != nullptr && retry_->retriesStatus(head.status) &&
+        retryAfter(Failure::kStatus, head.status)) {
+      return;  // the answer and its connection are dropped
+    }
     event_del(&route_timer_);
+    event_del(&try_timer_);
+    if (attempt_ > 0) worker_->cells->add(cluster_->stats().rq_retry_success);
     if (!writeResponseHead(head)) return;
     evbuffer_drain(up_->in(), head_len);
   }
@@ -1261,7 +1544,35 @@ void DownstreamConnection::countResponse(int status) {
   worker_->cells->observe(lstats_.rq_time, elapsed);
 }
 
+void DownstreamConnection::settleRequest() {
+  event_del(&route_timer_);
+  event_del(&try_timer_);
+  event_del(&wait_timer_);
+  wait_ = Wait::kNone;
+  route_timer_armed_ = false;
+  if (route_slot_) {
+    traffic_->active.fetch_sub(1, std::memory_order_relaxed);
+    route_slot_ = false;
+  }
+  if (cluster_slot_) {
+    cluster_->counters().rq_active.fetch_sub(1, std::memory_order_relaxed);
+    cluster_slot_ = false;
+  }
+  if (retry_slot_) {
+    cluster_->counters().retries_active.fetch_sub(1, std::memory_order_relaxed);
+    retry_slot_ = false;
+  }
+  if (body_copied_) {
+    evbuffer_drain(body_copy_, evbuffer_get_length(body_copy_));
+    body_copied_ = false;
+  }
+  traffic_ = nullptr;
+  retry_ = nullptr;
+  stream_idle_ = idle_timeout_;
+}
+
 void DownstreamConnection::endStream(bool close) {
+  settleRequest();
   gen_ = nullptr;
   route_ = nullptr;
   cluster_ = nullptr;
@@ -1287,7 +1598,8 @@ void DownstreamConnection::endStream(bool close) {
 }
 
 void DownstreamConnection::localReply(int status, std::string_view body, bool close,
-                                      const router::HeaderOps* ops, std::string_view location) {
+                                      const router::HeaderOps* ops, std::string_view location,
+                                      const char* overflow) {
   if (phase_ == Phase::kHead) {
     start_ = Clock::now();
     version_minor_ = 1;
@@ -1303,6 +1615,7 @@ void DownstreamConnection::localReply(int status, std::string_view body, bool cl
     add(w, reasonPhrase(status));
     add(w, "\r\n");
     if (!location.empty()) addHeader(w, "location", location);
+    if (overflow != nullptr) addHeader(w, "x-sluice-overflow", overflow);
     if (ops != nullptr) {
       for (const auto& a : ops->add) {
         if (!equalsIgnoreCase(a.name, "content-length")) addHeader(w, a.name, a.value);
@@ -1458,10 +1771,10 @@ void DownstreamConnection::closeNow() {
     *std::find(d.begin(), d.end(), this) = nullptr;
   }
   releaseUpstream(false);
+  settleRequest();
   wantRead(false);
   wantWrite(false);
   event_del(&timer_);
-  event_del(&route_timer_);
   phase_ = Phase::kClosed;
   close(fd_);
   fd_ = -1;

@@ -475,9 +475,9 @@ const Route* RouteTable::route(const RequestView& request) const {
   return vh == nullptr ? nullptr : vh->index.match(vh->routes, request);
 }
 
-void RouteTable::forEachRoute(const std::function<void(Route&)>& fn) {
+void RouteTable::forEachRoute(const std::function<void(const std::string&, Route&)>& fn) {
   for (auto& vh : hosts_) {
-    for (Route& r : vh->routes) fn(r);
+    for (Route& r : vh->routes) fn(vh->name, r);
   }
 }
 

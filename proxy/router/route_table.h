@@ -93,7 +93,8 @@ struct TrafficPolicy {
   // Route-wide concurrency limit across workers; the count is shared by every worker.
   uint32_t max_concurrent = 0;  // 0: unlimited
   mutable std::atomic<uint32_t> active{0};
-  uint32_t overflow_counter = 0;  // stats::CounterId value, set by the generation
+  // The stats::CounterId cell of its overflow counter (the generation declares it).
+  uint32_t overflow_counter = UINT32_MAX;
   bool has_fallback = false;
   uint32_t fallback_status = 503;
   std::string fallback_body;
@@ -251,7 +252,7 @@ class RouteTable {
   const Route* route(const RequestView& request) const;
   size_t routeCount() const;
   // For the generation to fill in what only it knows (metric ids), before the table is shared.
-  void forEachRoute(const std::function<void(Route&)>& fn);
+  void forEachRoute(const std::function<void(const std::string& vhost, Route&)>& fn);
 
  private:
   using Resolver = std::function<int(const std::string&)>;

@@ -42,6 +42,10 @@ ListenerStats declareListenerStats(const std::string& name, stats::Store* store)
                                  "Malformed requests answered with an error and closed.", labels);
   s.rq_timeout = store->counter("sluice_http_downstream_rq_header_timeout_total",
                                 "Connections closed because a request head took too long.", labels);
+  s.fault_delays = store->counter("sluice_http_fault_delays_injected_total",
+                                  "Requests delayed by a route's fault injection.", labels);
+  s.fault_aborts = store->counter("sluice_http_fault_aborts_injected_total",
+                                  "Requests answered by a route's fault injection.", labels);
   return s;
 }
 
@@ -94,6 +98,16 @@ absl::StatusOr<std::shared_ptr<Generation>> compileGeneration(const config::Conf
       return it == cluster_index.end() ? -1 : it->second;
     });
     if (!table.ok()) return table.status();
+    (*table)->forEachRoute([&](const std::string& vhost, router::Route& route) {
+      if (route.traffic == nullptr || route.traffic->max_concurrent == 0) return;
+      stats::CounterId overflow = store->counter(
+          "sluice_route_rq_overflow_total",
+          "Requests answered 503 (or the fallback): the route's max_concurrent_requests.",
+          {{"route_config", rc.resource.name()},
+           {"virtual_host", vhost},
+           {"route", route.name.empty() ? route.path : route.name}});
+      route.traffic->overflow_counter = overflow.cell;
+    });
     gen->route_tables[rc.resource.name()] = *std::move(table);
   }
 
