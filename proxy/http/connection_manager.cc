@@ -332,6 +332,10 @@ class DownstreamConnection : public upstream::UpstreamOwner {
   // Connects the first attempt (after any injected delay) and starts sending.
   void startUpstream();
   const upstream::Endpoint* pickEndpoint(const upstream::Cluster& cluster, uint32_t attempt);
+  // The ring hash / Maglev key of the route's hash policy; false: the request has none.
+  bool requestHash(const RequestHead& head, uint64_t* hash) const;
+  // Tells outlier detection how the attempt on endpoint_ went.
+  void outcome(upstream::Outcome outcome);
   // Why an attempt failed, for the retry policy.
   enum class Failure { kConnect, kReset, kPerTryTimeout, kStatus };
   // Starts a retry (after its backoff) if the route's policy, the request and the circuit
@@ -429,6 +433,8 @@ class DownstreamConnection : public upstream::UpstreamOwner {
   bool body_copied_ = false;
   evbuffer* body_copy_;
   uint32_t failed_pool_key_ = UINT32_MAX;  // the endpoint of the last failed attempt
+  bool has_hash_ = false;
+  uint64_t hash_ = 0;
   bool route_slot_ = false;    // counted in the route's max_concurrent_requests
   bool cluster_slot_ = false;  // counted in the cluster's requests in flight
   bool retry_slot_ = false;    // counted in the cluster's retries in flight
@@ -598,6 +604,7 @@ void DownstreamConnection::onRouteTimeout(evutil_socket_t, short, void* arg) {
   auto* c = static_cast<DownstreamConnection*>(arg);
   if (c->phase_ != Phase::kStream || c->response_started_ || c->cluster_ == nullptr) return;
   c->worker_->cells->add(c->cluster_->stats().rq_timeout);
+  if (c->up_ != nullptr) c->outcome(upstream::Outcome::kGatewayFailure);
   c->releaseUpstream(false);
   c->wait_ = Wait::kNone;
   event_del(&c->wait_timer_);
@@ -609,6 +616,7 @@ void DownstreamConnection::onTryTimeout(evutil_socket_t, short, void* arg) {
   auto* c = static_cast<DownstreamConnection*>(arg);
   if (c->phase_ != Phase::kStream || c->response_started_ || c->cluster_ == nullptr) return;
   c->worker_->cells->add(c->cluster_->stats().rq_per_try_timeout);
+  c->outcome(upstream::Outcome::kGatewayFailure);
   if (c->retryAfter(Failure::kPerTryTimeout)) return;
   c->releaseUpstream(false);
   c->worker_->cells->add(c->cluster_->stats().rq_5xx);
@@ -861,14 +869,49 @@ bool drawn(WorkerContext* worker, uint32_t per_million) {
 const upstream::Endpoint* DownstreamConnection::pickEndpoint(const upstream::Cluster& cluster,
                                                              uint32_t attempt) {
   auto active = [&](size_t i) { return worker_->pool.busy(cluster.endpoints()[i].pool_key); };
-  const upstream::Endpoint* endpoint = cluster.pick(worker_->index, worker_->random(), active);
+  upstream::LbRequest request{.worker = worker_->index,
+                              .random = worker_->random(),
+                              .has_hash = has_hash_,
+                              .hash = hash_,
+                              .attempt = attempt};
+  const upstream::Endpoint* endpoint = cluster.pick(request, active);
   // A retry prefers another endpoint than the one that just failed, when the cluster has one.
   for (int i = 0; attempt > 0 && i < 3 && endpoint != nullptr &&
                   endpoint->pool_key == failed_pool_key_ && cluster.endpoints().size() > 1;
        ++i) {
-    endpoint = cluster.pick(worker_->index, worker_->random(), active);
+    request.random = worker_->random();
+    ++request.attempt;
+    endpoint = cluster.pick(request, active);
   }
+  if (cluster.panic()) worker_->cells->add(cluster.stats().lb_panic_rq);
   return endpoint;
+}
+
+bool DownstreamConnection::requestHash(const RequestHead& head, uint64_t* hash) const {
+  HeadHeaders headers(head);
+  for (const router::HashPolicy& p : traffic_->hash) {
+    std::string_view value;
+    switch (p.kind) {
+      case router::HashPolicy::Kind::kHeader:
+        if (!headers.find(p.name, &value)) continue;
+        break;
+      case router::HashPolicy::Kind::kCookie:
+        if (!headers.cookie(p.name, &value)) continue;
+        break;
+      case router::HashPolicy::Kind::kSourceIp:
+        value = peer_;
+        break;
+    }
+    *hash = upstream::hashKey(value);
+    return true;
+  }
+  return false;
+}
+
+void DownstreamConnection::outcome(upstream::Outcome outcome) {
+  const upstream::OutlierConfig* config = cluster_->outlier();
+  if (config == nullptr || endpoint_ == nullptr) return;
+  upstream::recordOutcome(endpoint_->state, *config, outcome, cluster_->outlierWakeFd());
 }
 
 void DownstreamConnection::forward(RequestHead& head, const router::Route& route,
@@ -877,7 +920,9 @@ void DownstreamConnection::forward(RequestHead& head, const router::Route& route
   retry_ = traffic_ != nullptr ? traffic_->retry.get() : nullptr;
   attempt_ = 0;
   failed_pool_key_ = UINT32_MAX;
+  has_hash_ = false;
   if (traffic_ != nullptr) {
+    if (cluster.hashed() && !traffic_->hash.empty()) has_hash_ = requestHash(head, &hash_);
     if (traffic_->idle_timeout_ms > 0) {
       stream_idle_ = absl::Milliseconds(traffic_->idle_timeout_ms);
       setTimer(Timer::kStream, stream_idle_);
@@ -1069,6 +1114,7 @@ bool DownstreamConnection::connectUpstream(bool fresh) {
   }
   up_ = conn;
   reused_ = reused;
+  worker_->cells->gaugeAdd(endpoint_->rq_active, 1);
   worker_->cells->add(cs.rq_total);
   worker_->cells->add(endpoint_->rq_total);
   if (reused) worker_->cells->add(cs.rq_reused);
@@ -1249,6 +1295,7 @@ void DownstreamConnection::onUpstreamConnected(upstream::UpstreamConn* conn) {
 
 void DownstreamConnection::onUpstreamConnectFailed(upstream::UpstreamConn*, bool timed_out) {
   int err = errno;
+  outcome(upstream::Outcome::kGatewayFailure);
   if (retryAfter(Failure::kConnect)) return;
   releaseUpstream(false);
   worker_->cells->add(cluster_->stats().rq_5xx);
@@ -1309,6 +1356,7 @@ void DownstreamConnection::upstreamFailed(const char* what) {
     if (connectUpstream(true) && req_done_) requestComplete();
     return;
   }
+  outcome(upstream::Outcome::kGatewayFailure);
   if (retryAfter(Failure::kReset)) return;
   releaseUpstream(false);
   worker_->cells->add(cluster_->stats().rq_5xx);
@@ -1319,6 +1367,7 @@ void DownstreamConnection::upstreamFailed(const char* what) {
 
 void DownstreamConnection::releaseUpstream(bool reusable) {
   if (up_ == nullptr) return;
+  worker_->cells->gaugeAdd(up_->endpointStats().rq_active, -1);
   if (reusable) {
     worker_->pool.release(up_);
   } else {
@@ -1371,6 +1420,12 @@ void DownstreamConnection::processUpstream() {
       resp_scan_.reset();
       retryable_ = false;  // the client has seen part of this answer
       continue;
+    }
+    if (head.status >= 500) {
+      outcome(head.status >= 502 && head.status <= 504 ? upstream::Outcome::kGatewayFailure
+                                                       : upstream::Outcome::k5xx);
+    } else {
+      outcome(upstream::Outcome::kSuccess);
     }
     if (retry_ != nullptr && retry_->retriesStatus(head.status) &&
         retryAfter(Failure::kStatus, head.status)) {

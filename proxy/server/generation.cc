@@ -71,28 +71,51 @@ const router::RouteTable* Generation::routeTable(std::string_view name) const {
   return it == route_tables.end() ? nullptr : it->second.get();
 }
 
-absl::StatusOr<std::shared_ptr<Generation>> compileGeneration(const config::ConfigSet& config,
-                                                              int workers, stats::Store* store,
-                                                              upstream::Registry* keys) {
+absl::StatusOr<std::shared_ptr<Generation>> compileGeneration(
+    const config::ConfigSet& config, std::vector<std::shared_ptr<const upstream::Cluster>> clusters,
+    const Generation* previous, stats::Store* store) {
   auto gen = std::make_shared<Generation>();
-  gen->config.listeners = serialize(config.listeners);
-  gen->config.route_configs = serialize(config.route_configs);
-  gen->config.clusters = serialize(config.clusters);
-  gen->config.assignments = serialize(config.assignments);
+  auto serialized = std::make_shared<SerializedConfig>();
+  serialized->listeners = serialize(config.listeners);
+  serialized->route_configs = serialize(config.route_configs);
+  serialized->clusters = serialize(config.clusters);
+  serialized->assignments = serialize(config.assignments);
+  gen->config = serialized;
+  gen->clusters = std::move(clusters);
 
-  absl::flat_hash_map<std::string, const v1::ClusterLoadAssignment*> assignments;
-  for (const auto& a : config.assignments) assignments[a.resource.cluster_name()] = &a.resource;
   absl::flat_hash_map<std::string, int> cluster_index;
-  for (const auto& c : config.clusters) {
-    auto it = assignments.find(c.resource.name());
-    auto cluster = upstream::Cluster::compile(
-        c.resource, it == assignments.end() ? nullptr : it->second, workers, store, keys);
-    if (!cluster.ok()) return cluster.status();
-    cluster_index[c.resource.name()] = static_cast<int>(gen->clusters.size());
-    gen->clusters.push_back(*std::move(cluster));
+  for (size_t i = 0; i < gen->clusters.size(); ++i) {
+    cluster_index[gen->clusters[i]->name()] = static_cast<int>(i);
+  }
+  // Route tables refer to clusters by place: they can be shared only if every place holds the
+  // same cluster name as before.
+  bool same_clusters = previous != nullptr && previous->clusters.size() == gen->clusters.size();
+  for (size_t i = 0; same_clusters && i < gen->clusters.size(); ++i) {
+    same_clusters = previous->clusters[i]->name() == gen->clusters[i]->name();
+  }
+  // The previous generation's serialized resources by name.
+  absl::flat_hash_map<std::string, const std::string*> old_routes, old_listeners;
+  if (previous != nullptr) {
+    for (const std::string& bytes : previous->config->route_configs) {
+      v1::RouteConfiguration rc;
+      // Only the name is needed; a parse costs little next to compiling the table.
+      if (rc.ParseFromString(bytes)) old_routes[rc.name()] = &bytes;
+    }
+    for (const std::string& bytes : previous->config->listeners) {
+      v1::Listener l;
+      if (l.ParseFromString(bytes)) old_listeners[l.name()] = &bytes;
+    }
   }
 
-  for (const auto& rc : config.route_configs) {
+  for (size_t i = 0; i < config.route_configs.size(); ++i) {
+    const auto& rc = config.route_configs[i];
+    if (same_clusters) {
+      auto old = old_routes.find(rc.resource.name());
+      if (old != old_routes.end() && *old->second == serialized->route_configs[i]) {
+        gen->route_tables[rc.resource.name()] = previous->route_tables.at(rc.resource.name());
+        continue;
+      }
+    }
     auto table = router::RouteTable::compile(rc.resource, [&](const std::string& name) {
       auto it = cluster_index.find(name);
       return it == cluster_index.end() ? -1 : it->second;
@@ -111,9 +134,15 @@ absl::StatusOr<std::shared_ptr<Generation>> compileGeneration(const config::Conf
     gen->route_tables[rc.resource.name()] = *std::move(table);
   }
 
-  for (const auto& l : config.listeners) {
-    const v1::Listener& lc = l.resource;
-    auto listener = std::make_unique<ListenerConfig>();
+  for (size_t i = 0; i < config.listeners.size(); ++i) {
+    const v1::Listener& lc = config.listeners[i].resource;
+    auto old = old_listeners.find(lc.name());
+    if (old != old_listeners.end() && *old->second == serialized->listeners[i] &&
+        gen->routeTable(lc.route_config()) != nullptr) {
+      gen->listeners[lc.name()] = previous->listeners.at(lc.name());
+      continue;
+    }
+    auto listener = std::make_shared<ListenerConfig>();
     listener->name = lc.name();
     listener->address = listenerAddress(lc);
     listener->port = lc.port();
@@ -142,6 +171,17 @@ absl::StatusOr<std::shared_ptr<Generation>> compileGeneration(const config::Conf
     gen->listeners[listener->name] = std::move(listener);
   }
   return gen;
+}
+
+std::shared_ptr<Generation> withClusters(
+    const Generation& gen, std::vector<std::shared_ptr<const upstream::Cluster>> clusters) {
+  auto next = std::make_shared<Generation>();
+  next->config = gen.config;
+  next->versions = gen.versions;
+  next->clusters = std::move(clusters);
+  next->route_tables = gen.route_tables;
+  next->listeners = gen.listeners;
+  return next;
 }
 
 }  // namespace sluice::server

@@ -62,24 +62,34 @@ struct SerializedConfig {
   std::vector<std::string> assignments;
 };
 
-// Metric ids of requests no listener config covers any more (kept for log and stats phases).
+// Parts are shared between generations where a change leaves them alone: an update of
+// endpoints, health or DNS answers makes a generation that shares the previous one's route
+// tables and listeners and replaces only the clusters.
 struct Generation {
   uint64_t id = 0;
-  SerializedConfig config;  // what it was compiled from, for /config_dump
+  std::shared_ptr<const SerializedConfig> config;  // what it was compiled from, for /config_dump
   std::array<std::string, config::kKindCount> versions;
 
-  std::vector<std::unique_ptr<upstream::Cluster>> clusters;
-  absl::flat_hash_map<std::string, std::unique_ptr<router::RouteTable>> route_tables;
-  absl::flat_hash_map<std::string, std::unique_ptr<ListenerConfig>> listeners;
+  std::vector<std::shared_ptr<const upstream::Cluster>> clusters;
+  absl::flat_hash_map<std::string, std::shared_ptr<const router::RouteTable>> route_tables;
+  absl::flat_hash_map<std::string, std::shared_ptr<const ListenerConfig>> listeners;
 
   const ListenerConfig* listener(std::string_view name) const;
   const router::RouteTable* routeTable(std::string_view name) const;
 };
 
-// Compiles a validated config set. Fails (with a message for the NACK) only on what the shared
-// validator cannot know; binding sockets is the server's job.
-absl::StatusOr<std::shared_ptr<Generation>> compileGeneration(const config::ConfigSet& config,
-                                                              int workers, stats::Store* store,
-                                                              upstream::Registry* keys);
+// Compiles a validated config set around its compiled `clusters` (in the config's order).
+// Route tables and listeners whose config is unchanged since `previous` (and, for route tables,
+// whose clusters keep their places) are shared with it instead of compiled again. Fails (with a
+// message for the NACK) only on what the shared validator cannot know; binding sockets is the
+// server's job.
+absl::StatusOr<std::shared_ptr<Generation>> compileGeneration(
+    const config::ConfigSet& config, std::vector<std::shared_ptr<const upstream::Cluster>> clusters,
+    const Generation* previous, stats::Store* store);
+
+// A generation like `gen` with other clusters (the same names in the same order): for updates
+// of endpoints and health, which leave routes and listeners alone.
+std::shared_ptr<Generation> withClusters(
+    const Generation& gen, std::vector<std::shared_ptr<const upstream::Cluster>> clusters);
 
 }  // namespace sluice::server

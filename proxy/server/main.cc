@@ -20,6 +20,8 @@ ABSL_FLAG(std::string, admin, "127.0.0.1:9901",
           "Admin endpoint (/ready /metrics /config_dump /clusters).");
 ABSL_FLAG(absl::Duration, drain_timeout, absl::ZeroDuration(),
           "Longest graceful drain on SIGTERM (0: the listeners' drain timeouts, default 30s).");
+ABSL_FLAG(std::string, dns_hosts_file, "",
+          "A hosts file (as /etc/hosts) consulted before DNS for STRICT_DNS clusters' names.");
 ABSL_FLAG(std::string, log_level, "info", "debug, info, warn or error.");
 
 namespace {
@@ -55,6 +57,7 @@ int main(int argc, char** argv) {
   options.workers = absl::GetFlag(FLAGS_workers);
   options.admin = absl::GetFlag(FLAGS_admin);
   options.drain_timeout = absl::GetFlag(FLAGS_drain_timeout);
+  options.dns_hosts_file = absl::GetFlag(FLAGS_dns_hosts_file);
   if (options.xds.empty() == options.config_dir.empty()) {
     return fail("give exactly one of --xds (a control plane) or --config-dir (local YAML)");
   }

@@ -158,6 +158,10 @@ Server::Server(Options options) : options_(std::move(options)) {
       store_->gauge("sluice_server_config_clusters", "Clusters in the live generation.", {});
   live_listeners_ =
       store_->gauge("sluice_server_config_listeners", "Listeners in the live generation.", {});
+  clusters_ = std::make_unique<upstream::ClusterManager>(
+      base_, store_.get(), cells_, worker_count_,
+      upstream::ResolverOptions{.hosts_file = options_.dns_hosts_file},
+      [this] { onHostsChanged(); });
   live_fd_ = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
   live_ev_ = event_new(base_, live_fd_, EV_READ | EV_PERSIST, &Server::onLive, this);
   event_add(live_ev_, nullptr);
@@ -168,6 +172,7 @@ Server::~Server() {
   subscription_.reset();
   // Workers first: they may still wake the main thread through live_fd_.
   workers_.clear();
+  clusters_.reset();
   event_free(live_ev_);
   close(live_fd_);
   for (event* e : signal_events_) event_free(e);
@@ -241,14 +246,37 @@ absl::Status Server::apply(const config::ConfigSet& config, const xds::Versions&
     fresh[l.name()] = *std::move(fds);
   }
   const Clock::time_point start = Clock::now();
-  auto compiled = compileGeneration(config, worker_count_, store_.get(), &registry_);
+  auto clusters = clusters_->update(config);
+  if (!clusters.ok()) {
+    closeFresh();
+    return clusters.status();
+  }
+  auto compiled = compileGeneration(config, *std::move(clusters), current_.get(), store_.get());
   if (!compiled.ok()) {
     closeFresh();
     return compiled.status();
   }
   std::shared_ptr<Generation> gen = *std::move(compiled);
-  gen->id = next_generation_;
   gen->versions = versions;
+  std::vector<std::string> remove;
+  for (const auto& [name, b] : bound_) {
+    if (gen->listener(name) == nullptr) remove.push_back(name);
+  }
+  publish(std::move(gen), start, std::move(fresh), std::move(remove));
+  return absl::OkStatus();
+}
+
+void Server::onHostsChanged() {
+  upstream::ClusterManager::ClusterList clusters = clusters_->refresh();
+  if (clusters.empty() || current_ == nullptr || shutting_down_) return;
+  const Clock::time_point start = Clock::now();
+  publish(withClusters(*current_, std::move(clusters)), start, {}, {});
+}
+
+void Server::publish(std::shared_ptr<Generation> gen, Clock::time_point start,
+                     std::map<std::string, std::vector<int>> fresh,
+                     std::vector<std::string> remove) {
+  gen->id = next_generation_;
   auto rollout = std::make_shared<Rollout>();
   rollout->generation = gen->id;
   rollout->start = start;
@@ -260,10 +288,6 @@ absl::Status Server::apply(const config::ConfigSet& config, const xds::Versions&
   rollout->previous = current_;
   rollouts_.push_back(rollout);
 
-  std::vector<std::string> remove;
-  for (const auto& [name, b] : bound_) {
-    if (gen->listener(name) == nullptr) remove.push_back(name);
-  }
   for (const std::string& name : remove) {
     log::info("listener '%s' removed", name);
     bound_.erase(name);
@@ -285,7 +309,6 @@ absl::Status Server::apply(const config::ConfigSet& config, const xds::Versions&
   }
   current_ = std::move(gen);
   cells_->add(generations_);
-  return absl::OkStatus();
 }
 
 absl::Status Server::loadConfigDir() {
@@ -367,35 +390,12 @@ std::string Server::configDump() const {
   }
   // No secrets exist in these resources yet; auth config (later) is redacted here.
   return absl::StrCat("{\"generation\":", g.id, ",\"versions\":{", absl::StrJoin(versions, ","),
-                      "},\"listeners\":", jsonList<config::v1::Listener>(g.config.listeners),
+                      "},\"listeners\":", jsonList<config::v1::Listener>(g.config->listeners),
                       ",\"route_configurations\":",
-                      jsonList<config::v1::RouteConfiguration>(g.config.route_configs),
-                      ",\"clusters\":", jsonList<config::v1::Cluster>(g.config.clusters),
+                      jsonList<config::v1::RouteConfiguration>(g.config->route_configs),
+                      ",\"clusters\":", jsonList<config::v1::Cluster>(g.config->clusters),
                       ",\"cluster_load_assignments\":",
-                      jsonList<config::v1::ClusterLoadAssignment>(g.config.assignments), "}\n");
-}
-
-std::string Server::clustersJson() const {
-  std::vector<std::string> clusters;
-  if (current_ != nullptr) {
-    for (const auto& c : current_->clusters) {
-      std::vector<std::string> eps;
-      for (const upstream::Endpoint& e : c->endpoints()) {
-        eps.push_back(
-            absl::StrCat("{\"address\":", jsonString(e.name), ",\"weight\":", e.weight,
-                         ",\"health\":\"healthy\",\"rq_total\":", store_->value(e.rq_total),
-                         ",\"cx_active\":", store_->value(e.cx_active), "}"));
-      }
-      const upstream::ClusterStats& s = c->stats();
-      static constexpr const char* kPolicy[] = {"ROUND_ROBIN", "RANDOM", "LEAST_REQUEST"};
-      clusters.push_back(absl::StrCat(
-          "{\"name\":", jsonString(c->name()), ",\"lb_policy\":\"",
-          kPolicy[static_cast<int>(c->policy())], "\",\"rq_total\":", store_->value(s.rq_total),
-          ",\"cx_active\":", store_->value(s.cx_active), ",\"cx_idle\":", store_->value(s.cx_idle),
-          ",\"endpoints\":[", absl::StrJoin(eps, ","), "]}"));
-    }
-  }
-  return absl::StrCat("{\"clusters\":[", absl::StrJoin(clusters, ","), "]}\n");
+                      jsonList<config::v1::ClusterLoadAssignment>(g.config->assignments), "}\n");
 }
 
 void Server::handleAdmin(evhttp_request* req, void* arg) {
@@ -420,7 +420,7 @@ void Server::handleAdmin(evhttp_request* req, void* arg) {
   } else if (path == "/config_dump") {
     body = self->configDump();
   } else if (path == "/clusters") {
-    body = self->clustersJson();
+    body = self->clusters_->json();
   } else {
     code = 404;
     type = "text/plain";

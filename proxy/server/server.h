@@ -13,7 +13,7 @@
 #include "proxy/server/generation.h"
 #include "proxy/server/worker.h"
 #include "proxy/stats/store.h"
-#include "proxy/upstream/cluster.h"
+#include "proxy/upstream/cluster_manager.h"
 #include "proxy/xds/ads_client.h"
 #include "proxy/xds/subscription.h"
 
@@ -27,6 +27,7 @@ struct Options {
   int workers = 0;         // 0: one per core
   std::string admin = "127.0.0.1:9901";
   absl::Duration drain_timeout = absl::Seconds(30);
+  std::string dns_hosts_file;  // host names for DNS clusters, consulted before DNS
 };
 
 class Server {
@@ -50,6 +51,12 @@ class Server {
   // Compiles and publishes a validated config; binds the sockets of new listeners first and
   // fails (nothing changed) if one cannot be bound.
   absl::Status apply(const config::ConfigSet& config, const xds::Versions& versions);
+  // Sends `gen` to every worker, with the sockets of new listeners and the names of removed
+  // ones. `start`: when compiling began, for the rollout's timing.
+  void publish(std::shared_ptr<Generation> gen, std::chrono::steady_clock::time_point start,
+               std::map<std::string, std::vector<int>> fresh, std::vector<std::string> remove);
+  // The cluster manager has clusters whose hosts changed (health, ejections, DNS).
+  void onHostsChanged();
   absl::StatusOr<std::vector<int>> bindListener(const config::v1::Listener& listener);
   bool ready() const;
   void beginShutdown(const char* why);
@@ -62,14 +69,13 @@ class Server {
   static void handleAdmin(evhttp_request* req, void* arg);
   std::string metricsText() const;
   std::string configDump() const;
-  std::string clustersJson() const;
 
   Options options_;
   int worker_count_;
   event_base* base_ = nullptr;
   std::unique_ptr<stats::Store> store_;
   stats::Cells* cells_ = nullptr;  // the main thread's
-  upstream::Registry registry_;
+  std::unique_ptr<upstream::ClusterManager> clusters_;
   std::vector<std::unique_ptr<Worker>> workers_;
   std::shared_ptr<const Generation> current_;
   uint64_t next_generation_ = 1;

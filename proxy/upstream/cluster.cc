@@ -14,10 +14,6 @@ namespace v1 = config::v1;
 
 namespace {
 
-// A smooth weighted round-robin cycle is as long as the sum of the weights; beyond this the
-// weights are scaled down (keeping every endpoint at least once).
-constexpr uint64_t kMaxSchedule = 1 << 16;
-
 bool resolve(const std::string& address, uint32_t port, Endpoint* out) {
   std::memset(&out->addr, 0, sizeof(out->addr));
   auto* v4 = reinterpret_cast<sockaddr_in*>(&out->addr);
@@ -39,26 +35,6 @@ bool resolve(const std::string& address, uint32_t port, Endpoint* out) {
   return false;
 }
 
-// Smooth weighted round robin (as in nginx): each step adds every weight to its endpoint's
-// credit and picks the largest credit, which then pays the total. Spreads a heavy endpoint's
-// turns evenly instead of in a burst.
-std::vector<uint32_t> smoothSchedule(const std::vector<uint64_t>& weights) {
-  const uint64_t total = std::accumulate(weights.begin(), weights.end(), uint64_t{0});
-  std::vector<int64_t> credit(weights.size(), 0);
-  std::vector<uint32_t> schedule;
-  schedule.reserve(total);
-  for (uint64_t step = 0; step < total; ++step) {
-    size_t best = 0;
-    for (size_t i = 0; i < weights.size(); ++i) {
-      credit[i] += static_cast<int64_t>(weights[i]);
-      if (credit[i] > credit[best]) best = i;
-    }
-    credit[best] -= static_cast<int64_t>(total);
-    schedule.push_back(static_cast<uint32_t>(best));
-  }
-  return schedule;
-}
-
 }  // namespace
 
 uint32_t Registry::key(const std::string& cluster, const std::string& endpoint) {
@@ -72,19 +48,23 @@ std::shared_ptr<ClusterCounters> Registry::counters(const std::string& cluster) 
   return c;
 }
 
-size_t Cluster::weightedIndex(uint64_t random) const {
-  // Mixed first (splitmix64's finalizer): least request's second choice swaps the halves of the
-  // first's number, and where 2^32 % total == 1 (3, 5, 15, 17 ...) both remainders were equal.
-  random = (random ^ (random >> 30)) * 0xbf58476d1ce4e5b9ULL;
-  random = (random ^ (random >> 27)) * 0x94d049bb133111ebULL;
-  random ^= random >> 31;
-  const uint64_t point = random % cumulative_.back();
-  return std::upper_bound(cumulative_.begin(), cumulative_.end(), point) - cumulative_.begin();
-}
-
 absl::StatusOr<std::unique_ptr<Cluster>> Cluster::compile(
     const v1::Cluster& config, const v1::ClusterLoadAssignment* assignment, int workers,
-    stats::Store* store, Registry* keys) {
+    stats::Store* store, Registry* registry) {
+  const auto& listed =
+      config.type() == v1::Cluster::EDS
+          ? (assignment != nullptr ? assignment : &v1::ClusterLoadAssignment::default_instance())
+                ->endpoints()
+          : config.endpoints();
+  std::vector<const v1::Endpoint*> endpoints;
+  for (const v1::Endpoint& e : listed) endpoints.push_back(&e);
+  return compile(config, Inputs{.endpoints = endpoints}, workers, store, registry);
+}
+
+absl::StatusOr<std::unique_ptr<Cluster>> Cluster::compile(const v1::Cluster& config,
+                                                          const Inputs& inputs, int workers,
+                                                          stats::Store* store, Registry* keys) {
+  const auto& endpoints = inputs.endpoints;
   auto cluster = std::unique_ptr<Cluster>(new Cluster());
   Cluster& c = *cluster;
   c.name_ = config.name();
@@ -95,16 +75,39 @@ absl::StatusOr<std::unique_ptr<Cluster>> Cluster::compile(
   c.max_idle_ = config.has_max_idle_connections_per_endpoint()
                     ? config.max_idle_connections_per_endpoint()
                     : 64;
+  LbOptions lb;
   switch (config.lb_policy()) {
     case v1::Cluster::RANDOM:
-      c.policy_ = Policy::kRandom;
+      lb.policy = LbPolicy::kRandom;
       break;
     case v1::Cluster::LEAST_REQUEST:
-      c.policy_ = Policy::kLeastRequest;
+      lb.policy = LbPolicy::kLeastRequest;
+      break;
+    case v1::Cluster::RING_HASH:
+      lb.policy = LbPolicy::kRingHash;
+      break;
+    case v1::Cluster::MAGLEV:
+      lb.policy = LbPolicy::kMaglev;
       break;
     default:
-      c.policy_ = Policy::kRoundRobin;
+      lb.policy = LbPolicy::kRoundRobin;
       break;
+  }
+  c.policy_ = lb.policy;
+  if (config.has_healthy_panic_threshold()) {
+    lb.healthy_panic_threshold = config.healthy_panic_threshold();
+  }
+  if (config.ring_hash().minimum_ring_size() != 0) {
+    lb.ring_min_size = config.ring_hash().minimum_ring_size();
+  }
+  if (config.ring_hash().maximum_ring_size() != 0) {
+    lb.ring_max_size = config.ring_hash().maximum_ring_size();
+  }
+  if (config.maglev().table_size() != 0) lb.maglev_table_size = config.maglev().table_size();
+  if (config.has_outlier_detection() && inputs.outlier_wake_fd >= 0) {
+    c.outlier_on_ = true;
+    c.outlier_ = outlierConfig(config.outlier_detection());
+    c.outlier_wake_fd_ = inputs.outlier_wake_fd;
   }
 
   if (config.has_circuit_breakers()) {
@@ -178,48 +181,45 @@ absl::StatusOr<std::unique_ptr<Cluster>> Cluster::compile(
   s.no_healthy =
       store->counter("sluice_cluster_upstream_no_healthy_total",
                      "Requests answered 503 because the cluster had no endpoint.", labels);
+  s.lb_panic = store->gauge("sluice_cluster_lb_healthy_panic",
+                            "1 while too few endpoints are healthy and the balancer uses all.",
+                            labels);
+  s.lb_panic_rq = store->counter("sluice_cluster_lb_healthy_panic_total",
+                                 "Requests balanced over all endpoints in panic mode.", labels);
+  s.endpoints_healthy = store->gauge("sluice_cluster_membership_healthy",
+                                     "Endpoints the balancer counts as healthy.", labels);
 
-  const auto& endpoints =
-      config.type() == v1::Cluster::EDS
-          ? (assignment != nullptr ? assignment : &v1::ClusterLoadAssignment::default_instance())
-                ->endpoints()
-          : config.endpoints();
-  std::vector<uint64_t> weights;
   c.endpoints_.reserve(endpoints.size());
-  c.cumulative_.reserve(endpoints.size());
-  for (const v1::Endpoint& e : endpoints) {
+  for (const v1::Endpoint* e : endpoints) {
     Endpoint ep;
-    if (!resolve(e.address(), e.port(), &ep)) {
+    if (!resolve(e->address(), e->port(), &ep)) {
       return absl::InvalidArgumentError(absl::StrCat("cluster '", c.name_, "': endpoint address '",
-                                                     e.address(), "' is not an IP address"));
+                                                     e->address(), "' is not an IP address"));
     }
-    ep.weight = e.weight() == 0 ? 1 : e.weight();
+    if (c.endpoints_.size() < inputs.host_names.size()) {
+      ep.host = inputs.host_names[c.endpoints_.size()];
+    }
+    ep.weight = e->weight() == 0 ? 1 : e->weight();
+    ep.priority = e->priority();
     ep.pool_key = keys->key(c.name_, ep.name);
+    ep.state = keys->host(ep.pool_key);
     const stats::Labels el = {{"cluster", c.name_}, {"endpoint", ep.name}};
     ep.rq_total =
         store->counter("sluice_endpoint_upstream_rq_total", "Requests sent to one endpoint.", el);
+    ep.rq_active = store->gauge("sluice_endpoint_upstream_rq_active",
+                                "Requests in flight to one endpoint.", el);
     ep.cx_active =
         store->gauge("sluice_endpoint_upstream_cx_active", "Connections open to one endpoint.", el);
-    weights.push_back(ep.weight);
     c.endpoints_.push_back(std::move(ep));
   }
-  if (!weights.empty()) {
-    uint64_t total = std::accumulate(weights.begin(), weights.end(), uint64_t{0});
-    if (total > kMaxSchedule) {
-      for (uint64_t& w : weights) w = std::max<uint64_t>(1, w * kMaxSchedule / total);
-    }
-    c.schedule_ = smoothSchedule(weights);
-    uint64_t running = 0;
-    for (const Endpoint& ep : c.endpoints_) {
-      running += ep.weight;
-      c.cumulative_.push_back(running);
-    }
+  std::vector<LbHost> hosts;
+  hosts.reserve(c.endpoints_.size());
+  for (Endpoint& ep : c.endpoints_) {
+    ep.healthy = inputs.healthy == nullptr || inputs.healthy(ep);
+    hosts.push_back({.key = ep.name, .weight = ep.weight, .priority = ep.priority,
+                     .healthy = ep.healthy});
   }
-  c.cursors_ = std::make_unique<Cursor[]>(workers);
-  // Workers start at different points so they do not all hit the first endpoint together.
-  for (int w = 0; w < workers; ++w) {
-    c.cursors_[w].value = c.schedule_.empty() ? 0 : w * c.schedule_.size() / workers;
-  }
+  c.lb_ = LoadBalancer::build(lb, hosts, workers);
   return cluster;
 }
 

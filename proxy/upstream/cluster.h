@@ -8,7 +8,10 @@
 
 #include <cstdint>
 #include <atomic>
+#include <deque>
+#include <functional>
 #include <memory>
+#include <span>
 #include <string>
 #include <vector>
 
@@ -16,6 +19,8 @@
 #include "absl/status/statusor.h"
 #include "absl/time/time.h"
 #include "proxy/stats/store.h"
+#include "proxy/upstream/load_balancer.h"
+#include "proxy/upstream/outlier_detector.h"
 #include "sluice/config/v1/cluster.pb.h"
 
 namespace sluice::upstream {
@@ -32,16 +37,19 @@ struct ClusterCounters {
 
 // What outlives config generations, keyed by name: small integers for (cluster, endpoint)
 // pairs, so that a worker's connection pool for an endpoint survives generations that keep it,
-// and each cluster's counters. Main thread only; the counters it hands out are shared.
+// each endpoint's outlier state, and each cluster's counters. Main thread only; the states and
+// counters it hands out are shared with the workers and never freed.
 class Registry {
  public:
   uint32_t key(const std::string& cluster, const std::string& endpoint);
   uint32_t size() const { return static_cast<uint32_t>(keys_.size()); }
+  HostState* host(uint32_t key) { return &hosts_[key]; }
   std::shared_ptr<ClusterCounters> counters(const std::string& cluster);
 
  private:
   // A hash, not a list: a generation of thousands of endpoints looks every one of them up.
   absl::flat_hash_map<std::string, uint32_t> keys_;
+  std::deque<HostState> hosts_;  // by key; a deque keeps their addresses
   absl::flat_hash_map<std::string, std::shared_ptr<ClusterCounters>> counters_;
 };
 
@@ -83,6 +91,9 @@ struct ClusterStats {
   stats::GaugeId cx_idle;            // of which idle in a pool
   stats::HistogramId rq_time;        // request start to response end, seconds
   stats::CounterId no_healthy;       // requests answered 503: no endpoint
+  stats::GaugeId lb_panic;           // 1 while the balancer is in panic
+  stats::CounterId lb_panic_rq;      // requests balanced in panic mode
+  stats::GaugeId endpoints_healthy;  // endpoints the balancer counts healthy
 };
 
 struct Endpoint {
@@ -95,75 +106,85 @@ struct Endpoint {
   } addr{};
   socklen_t addr_len = 0;
   std::string name;  // "127.0.0.1:8081" or "[::1]:8081"
+  std::string host;  // the DNS name it was resolved from, if any
   uint32_t weight = 1;
+  uint32_t priority = 0;
+  bool healthy = true;  // as the balancer was built: active health check and not ejected
   uint32_t pool_key = 0;
+  HostState* state = nullptr;  // outlier counters and ejection (Registry::host)
   stats::CounterId rq_total;  // per endpoint: /clusters and round-robin tests read it
+  stats::GaugeId rq_active;   // requests in flight, summed over workers
   stats::GaugeId cx_active;
 };
 
 class Cluster {
  public:
-  enum class Policy { kRoundRobin, kRandom, kLeastRequest };
+  // Whether an endpoint is healthy (active health check, not ejected) when the balancer is
+  // built.
+  using HealthFn = std::function<bool(const Endpoint&)>;
+  struct Inputs {
+    // IP addresses: the config's own, an assignment's or DNS answers.
+    std::span<const config::v1::Endpoint* const> endpoints;
+    std::span<const std::string> host_names;  // the DNS names of `endpoints`, if resolved
+    HealthFn healthy;                         // null: all are healthy
+    int outlier_wake_fd = -1;  // where workers ask for ejections; -1: no outlier detection
+  };
 
-  // Declares the cluster's metrics in `store` (same names keep their counts across generations).
+  // Declares the cluster's metrics in `store` (same names keep their counts across
+  // generations).
+  static absl::StatusOr<std::unique_ptr<Cluster>> compile(const config::v1::Cluster& config,
+                                                          const Inputs& inputs, int workers,
+                                                          stats::Store* store,
+                                                          Registry* registry);
+  // The same with the config's endpoints, or the assignment's for EDS, all healthy.
   static absl::StatusOr<std::unique_ptr<Cluster>> compile(
       const config::v1::Cluster& config, const config::v1::ClusterLoadAssignment* assignment,
-      int workers, stats::Store* store, Registry* keys);
+      int workers, stats::Store* store, Registry* registry);
 
   const std::string& name() const { return name_; }
   absl::Duration connectTimeout() const { return connect_timeout_; }
   uint32_t maxIdlePerEndpoint() const { return max_idle_; }
-  Policy policy() const { return policy_; }
+  LbPolicy policy() const { return policy_; }
+  // Ring hash or Maglev: requests carry a hash key (the route's hash_policy).
+  bool hashed() const { return policy_ == LbPolicy::kRingHash || policy_ == LbPolicy::kMaglev; }
   const std::vector<Endpoint>& endpoints() const { return endpoints_; }
   const ClusterStats& stats() const { return stats_; }
   const Breakers& breakers() const { return breakers_; }
   ClusterCounters& counters() const { return *counters_; }
+  // Passive health checking: null when off.
+  const OutlierConfig* outlier() const { return outlier_on_ ? &outlier_ : nullptr; }
+  int outlierWakeFd() const { return outlier_wake_fd_; }
+  bool panic() const { return lb_->panic(); }
+  std::span<const uint32_t> priorityLoad() const { return lb_->priorityLoad(); }
 
-  // The next endpoint for worker `worker`, or nullptr when the cluster has none. `random` is a
-  // uniformly random number; `active(endpoint index)` the worker's busy connections to it (for
-  // least-request). Lock-free: each worker advances only its own cursor.
+  // The endpoint for a request, or nullptr when the cluster has none to offer. `active(i)` is
+  // the worker's requests in flight to endpoint i (least request). Lock-free; a worker writes
+  // only its own round-robin cursor.
+  template <class ActiveFn>
+  const Endpoint* pick(const LbRequest& request, const ActiveFn& active) const {
+    int i = lb_->pick(request, active);
+    return i < 0 ? nullptr : &endpoints_[i];
+  }
   template <class ActiveFn>
   const Endpoint* pick(int worker, uint64_t random, const ActiveFn& active) const {
-    if (endpoints_.empty()) return nullptr;
-    switch (policy_) {
-      case Policy::kRandom:
-        return &endpoints_[weightedIndex(random)];
-      case Policy::kLeastRequest: {
-        // Power of two choices, weighted by the endpoints' weights.
-        size_t a = weightedIndex(random);
-        size_t b = weightedIndex(random >> 32 | random << 32);
-        return &endpoints_[active(a) * endpoints_[b].weight <= active(b) * endpoints_[a].weight
-                               ? a
-                               : b];
-      }
-      case Policy::kRoundRobin:
-      default: {
-        uint64_t& cursor = cursors_[worker].value;
-        return &endpoints_[schedule_[cursor++ % schedule_.size()]];
-      }
-    }
+    return pick(LbRequest{.worker = worker, .random = random}, active);
   }
 
  private:
   Cluster() = default;
-  size_t weightedIndex(uint64_t random) const;
-
-  struct alignas(64) Cursor {
-    uint64_t value = 0;
-  };
 
   std::string name_;
   absl::Duration connect_timeout_;
   uint32_t max_idle_ = 64;
-  Policy policy_ = Policy::kRoundRobin;
+  LbPolicy policy_ = LbPolicy::kRoundRobin;
   std::vector<Endpoint> endpoints_;
-  // Smooth weighted round-robin order of endpoint indexes over one cycle of the weights.
-  std::vector<uint32_t> schedule_;
-  std::vector<uint64_t> cumulative_;  // running weight totals, for weighted random picks
-  std::unique_ptr<Cursor[]> cursors_;
+  std::unique_ptr<LoadBalancer> lb_;
   ClusterStats stats_;
   Breakers breakers_;
   std::shared_ptr<ClusterCounters> counters_;
+  bool outlier_on_ = false;
+  OutlierConfig outlier_;
+  int outlier_wake_fd_ = -1;
 };
 
 }  // namespace sluice::upstream

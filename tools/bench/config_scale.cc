@@ -13,6 +13,7 @@
 #include <chrono>
 #include <cstdio>
 #include <cstdlib>
+#include <map>
 #include <memory>
 #include <string>
 #include <vector>
@@ -40,6 +41,24 @@ double median(std::vector<double> v) {
   if (v.empty()) return 0;
   std::sort(v.begin(), v.end());
   return v[v.size() / 2];
+}
+
+// What the proxy's apply() compiles: every cluster (as the cluster manager does for a new
+// config) and the generation around them.
+absl::StatusOr<std::shared_ptr<sluice::server::Generation>> compileAll(const sluice::config::ConfigSet& config,
+                                                               int workers, sluice::stats::Store* store,
+                                                               sluice::upstream::Registry* registry) {
+  std::map<std::string, const sluice::config::v1::ClusterLoadAssignment*> assignments;
+  for (const auto& a : config.assignments) assignments[a.resource.cluster_name()] = &a.resource;
+  std::vector<std::shared_ptr<const sluice::upstream::Cluster>> clusters;
+  for (const auto& c : config.clusters) {
+    auto it = assignments.find(c.resource.name());
+    auto cluster = sluice::upstream::Cluster::compile(
+        c.resource, it == assignments.end() ? nullptr : it->second, workers, store, registry);
+    if (!cluster.ok()) return cluster.status();
+    clusters.push_back(*std::move(cluster));
+  }
+  return sluice::server::compileGeneration(config, std::move(clusters), nullptr, store);
 }
 
 int usage() {
@@ -117,7 +136,7 @@ int main(int argc, char** argv) {
       gen.reset();
       const int64_t before = heapInUse();
       t = Clock::now();
-      auto compiled = server::compileGeneration(parsed, workers, store.get(), &keys);
+      auto compiled = compileAll(parsed, workers, store.get(), &keys);
       compile_ms.push_back(msSince(t));
       if (!compiled.ok()) {
         std::fprintf(stderr, "%s did not compile: %s\n", dir.c_str(),
@@ -129,13 +148,12 @@ int main(int argc, char** argv) {
         // What the first compile added beyond the generation itself is the metrics' share.
         const int64_t total = heapInUse() - before;
         const int64_t with_gen = heapInUse();
-        auto copy = std::move(gen->config);
-        copy = {};
+        gen->config.reset();
         heap_gen_config = with_gen - heapInUse();
         gen.reset();
         heap_gen = with_gen - heapInUse();
         heap_metrics = total - heap_gen;
-        compiled = server::compileGeneration(parsed, workers, store.get(), &keys);
+        compiled = compileAll(parsed, workers, store.get(), &keys);
         gen = *std::move(compiled);
       }
     }
