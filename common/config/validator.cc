@@ -374,56 +374,12 @@ class Validator {
 
     const bool prefix_match = m.path_specifier_case() == v1::RouteMatch::kPrefix;
     switch (r.action_case()) {
-      case v1::Route::kRoute: {
-        const v1::RouteAction& a = r.route();
-        const std::string ap = path + ".route";
-        if (a.cluster_specifier_case() == v1::RouteAction::kCluster) {
-          reference(check, ap + ".cluster", "Cluster", a.cluster(), clusters_, Kind::kCluster);
-        } else if (a.cluster_specifier_case() == v1::RouteAction::kWeightedClusters) {
-          const auto& wc = a.weighted_clusters();
-          uint64_t total = 0;
-          if (wc.clusters_size() == 0) {
-            check.error(ap + ".weighted_clusters.clusters", "needs at least one cluster");
-          }
-          for (int i = 0; i < wc.clusters_size(); ++i) {
-            std::string field = absl::StrCat(ap, ".weighted_clusters.clusters[", i, "]");
-            reference(check, field + ".name", "Cluster", wc.clusters(i).name(), clusters_,
-                      Kind::kCluster);
-            total += wc.clusters(i).weight();
-          }
-          if (wc.clusters_size() > 0 && total == 0) {
-            check.error(ap + ".weighted_clusters", "weights add up to 0; at least one must be > 0");
-          } else if (total > kMaxTotalWeight) {
-            check.error(ap + ".weighted_clusters",
-                        absl::StrCat("weights add up to ", total, "; at most ", kMaxTotalWeight));
-          }
-        } else {
-          check.error(ap, "needs cluster or weighted_clusters");
-        }
-        if (!a.prefix_rewrite().empty() && !prefix_match) {
-          check.error(ap + ".prefix_rewrite", "needs a prefix match");
-        }
-        check.duration(ap + ".timeout", a.has_timeout(), a.timeout(), 0, kMaxTimeoutSeconds);
-        if (!a.host_rewrite().empty() && !isHostName(a.host_rewrite())) {
-          check.error(ap + ".host_rewrite",
-                      absl::StrCat("'", a.host_rewrite(), "' is not a host name"));
-        }
+      case v1::Route::kRoute:
+        routeAction(check, path + ".route", r.route(), prefix_match);
         break;
-      }
-      case v1::Route::kDirectResponse: {
-        const auto& d = r.direct_response();
-        const std::string dp = path + ".direct_response";
-        check.range(dp + ".status", d.status(), 200, 599, false);
-        if (d.body().size() > kMaxDirectBody) {
-          check.error(dp + ".body",
-                      absl::StrCat("is ", d.body().size(), " bytes; at most ", kMaxDirectBody));
-        }
-        if ((d.status() == 204 || d.status() == 304) && !d.body().empty()) {
-          check.error(dp + ".body",
-                      absl::StrCat("must be empty: a ", d.status(), " response has no body"));
-        }
+      case v1::Route::kDirectResponse:
+        directResponse(check, path + ".direct_response", r.direct_response());
         break;
-      }
       case v1::Route::kRedirect: {
         const auto& rd = r.redirect();
         const std::string rp = path + ".redirect";
@@ -457,6 +413,54 @@ class Validator {
     }
     headerMutation(check, path + ".request_headers", r.request_headers());
     headerMutation(check, path + ".response_headers", r.response_headers());
+  }
+
+  void routeAction(Checker& check, const std::string& ap, const v1::RouteAction& a,
+                   bool prefix_match) {
+    if (a.cluster_specifier_case() == v1::RouteAction::kCluster) {
+      reference(check, ap + ".cluster", "Cluster", a.cluster(), clusters_, Kind::kCluster);
+    } else if (a.cluster_specifier_case() == v1::RouteAction::kWeightedClusters) {
+      const auto& wc = a.weighted_clusters();
+      uint64_t total = 0;
+      if (wc.clusters_size() == 0) {
+        check.error(ap + ".weighted_clusters.clusters", "needs at least one cluster");
+      }
+      for (int i = 0; i < wc.clusters_size(); ++i) {
+        std::string field = absl::StrCat(ap, ".weighted_clusters.clusters[", i, "]");
+        reference(check, field + ".name", "Cluster", wc.clusters(i).name(), clusters_,
+                  Kind::kCluster);
+        total += wc.clusters(i).weight();
+      }
+      if (wc.clusters_size() > 0 && total == 0) {
+        check.error(ap + ".weighted_clusters", "weights add up to 0; at least one must be > 0");
+      } else if (total > kMaxTotalWeight) {
+        check.error(ap + ".weighted_clusters",
+                    absl::StrCat("weights add up to ", total, "; at most ", kMaxTotalWeight));
+      }
+    } else {
+      check.error(ap, "needs cluster or weighted_clusters");
+    }
+    if (!a.prefix_rewrite().empty() && !prefix_match) {
+      check.error(ap + ".prefix_rewrite", "needs a prefix match");
+    }
+    check.duration(ap + ".timeout", a.has_timeout(), a.timeout(), 0, kMaxTimeoutSeconds);
+    if (!a.host_rewrite().empty() && !isHostName(a.host_rewrite())) {
+      check.error(ap + ".host_rewrite",
+                  absl::StrCat("'", a.host_rewrite(), "' is not a host name"));
+    }
+  }
+
+  // A direct_response route's answer.
+  void directResponse(Checker& check, const std::string& path, const v1::DirectResponseAction& d) {
+    check.range(path + ".status", d.status(), 200, 599, false);
+    if (d.body().size() > kMaxDirectBody) {
+      check.error(path + ".body",
+                  absl::StrCat("is ", d.body().size(), " bytes; at most ", kMaxDirectBody));
+    }
+    if ((d.status() == 204 || d.status() == 304) && !d.body().empty()) {
+      check.error(path + ".body",
+                  absl::StrCat("must be empty: a ", d.status(), " response has no body"));
+    }
   }
 
   void headerMutation(Checker& check, const std::string& path, const v1::HeaderMutation& h) {
