@@ -26,6 +26,11 @@ constexpr uint32_t kMaxPriority = 7;
 constexpr uint32_t kDefaultMinRingSize = 1024;
 constexpr uint32_t kMaxRingSize = 8'388'608;
 constexpr uint32_t kMaxMaglevTableSize = 5'000'011;
+constexpr uint32_t kMaxNumRetries = 10;
+constexpr uint32_t kMaxBufferedBodyBytes = 16 << 20;
+constexpr absl::string_view kRetryConditions[] = {"5xx", "gateway-error", "connect-failure",
+                                                  "reset", "retriable-status-codes"};
+
 // RFC 9110 token characters: header names and methods.
 bool isToken(absl::string_view s) {
   if (s.empty()) return false;
@@ -476,6 +481,15 @@ class Validator {
       if (q.match_case() == v1::QueryParameterMatcher::kRegex)
         check.regex(field + ".regex", q.regex());
     }
+    for (int i = 0; i < m.cookies_size(); ++i) {
+      const v1::CookieMatcher& c = m.cookies(i);
+      std::string field = absl::StrCat(mp, ".cookies[", i, "]");
+      cookieName(check, field + ".name", c.name());
+      if (c.match_case() == v1::CookieMatcher::MATCH_NOT_SET) {
+        check.error(field, "needs one of exact, regex or present");
+      }
+      if (c.match_case() == v1::CookieMatcher::kRegex) check.regex(field + ".regex", c.regex());
+    }
 
     const bool prefix_match = m.path_specifier_case() == v1::RouteMatch::kPrefix;
     switch (r.action_case()) {
@@ -553,9 +567,25 @@ class Validator {
       check.error(ap + ".host_rewrite",
                   absl::StrCat("'", a.host_rewrite(), "' is not a host name"));
     }
+    if (a.has_retry_policy()) retryPolicy(check, ap + ".retry_policy", a.retry_policy());
+    check.duration(ap + ".idle_timeout", a.has_idle_timeout(), a.idle_timeout(), 1,
+                   kMaxTimeoutSeconds);
+    for (int i = 0; i < a.request_mirror_policies_size(); ++i) {
+      const v1::RequestMirrorPolicy& mirror = a.request_mirror_policies(i);
+      std::string field = absl::StrCat(ap, ".request_mirror_policies[", i, "]");
+      reference(check, field + ".cluster", "Cluster", mirror.cluster(), clusters_, Kind::kCluster);
+      if (mirror.has_percentage()) check.percentage(field + ".percentage", mirror.percentage());
+    }
+    for (int i = 0; i < a.hash_policy_size(); ++i) {
+      hashPolicy(check, absl::StrCat(ap, ".hash_policy[", i, "]"), a.hash_policy(i));
+    }
+    check.positiveLimit(ap + ".max_concurrent_requests", a.has_max_concurrent_requests(),
+                        a.max_concurrent_requests(), "request");
+    if (a.has_fallback()) directResponse(check, ap + ".fallback", a.fallback());
+    if (a.has_fault()) fault(check, ap + ".fault", a.fault());
   }
 
-  // A direct_response route's answer.
+  // A direct_response route's answer, and a forwarding route's fallback answer.
   void directResponse(Checker& check, const std::string& path, const v1::DirectResponseAction& d) {
     check.range(path + ".status", d.status(), 200, 599, false);
     if (d.body().size() > kMaxDirectBody) {
@@ -565,6 +595,103 @@ class Validator {
     if ((d.status() == 204 || d.status() == 304) && !d.body().empty()) {
       check.error(path + ".body",
                   absl::StrCat("must be empty: a ", d.status(), " response has no body"));
+    }
+  }
+
+  void retryPolicy(Checker& check, const std::string& path, const v1::RetryPolicy& p) {
+    const std::string conditions = absl::StrJoin(kRetryConditions, ", ");
+    if (p.retry_on_size() == 0) {
+      check.error(path + ".retry_on", absl::StrCat("needs at least one of ", conditions));
+    }
+    bool status_codes = false;
+    for (int i = 0; i < p.retry_on_size(); ++i) {
+      const std::string& on = p.retry_on(i);
+      std::string field = absl::StrCat(path, ".retry_on[", i, "]");
+      if (on == "retriable-status-codes") {
+        status_codes = true;
+        if (p.retriable_status_codes_size() == 0) {
+          check.error(field, "needs retriable_status_codes, the statuses to retry");
+        }
+      } else if (std::find(std::begin(kRetryConditions), std::end(kRetryConditions), on) ==
+                 std::end(kRetryConditions)) {
+        check.error(field,
+                    absl::StrCat("'", on, "' is not a retry condition; use one of ", conditions));
+      }
+    }
+    if (!status_codes && p.retriable_status_codes_size() > 0) {
+      check.error(path + ".retriable_status_codes",
+                  "apply only with retry_on 'retriable-status-codes'; add it to retry_on");
+    }
+    for (int i = 0; i < p.retriable_status_codes_size(); ++i) {
+      check.range(absl::StrCat(path, ".retriable_status_codes[", i, "]"),
+                  p.retriable_status_codes(i), 100, 599, false);
+    }
+    check.range(path + ".num_retries", p.num_retries(), 0, kMaxNumRetries, false);
+    check.duration(path + ".per_try_timeout", p.has_per_try_timeout(), p.per_try_timeout(), 1,
+                   kMaxTimeoutSeconds);
+    bool base_ok =
+        check.duration(path + ".base_interval", p.has_base_interval(), p.base_interval(), 1, 60);
+    bool max_ok = check.duration(path + ".max_interval", p.has_max_interval(), p.max_interval(), 1,
+                                 kMaxTimeoutSeconds);
+    // An unset max_interval is 10 x base_interval, never shorter.
+    if (base_ok && max_ok && p.has_max_interval()) {
+      check.notShorter(
+          path + ".max_interval", DurationField("max_interval", true, p.max_interval(), 0),
+          DurationField("base_interval", p.has_base_interval(), p.base_interval(), 25));
+    }
+    check.range(path + ".max_buffered_body_bytes", p.max_buffered_body_bytes(), 0,
+                kMaxBufferedBodyBytes, false);
+  }
+
+  void hashPolicy(Checker& check, const std::string& path, const v1::HashPolicy& h) {
+    switch (h.policy_case()) {
+      case v1::HashPolicy::kHeader:
+        if (!isToken(h.header())) {
+          check.error(path + ".header",
+                      absl::StrCat("'", h.header(), "' is not a valid header name"));
+        }
+        break;
+      case v1::HashPolicy::kCookie:
+        cookieName(check, path + ".cookie", h.cookie());
+        break;
+      case v1::HashPolicy::kSourceIp:
+        if (!h.source_ip()) {
+          check.error(path + ".source_ip",
+                      "must be true; leave the entry out to not hash on the client address");
+        }
+        break;
+      case v1::HashPolicy::POLICY_NOT_SET:
+        check.error(path, "needs one of header, cookie or source_ip");
+        break;
+    }
+  }
+
+  void fault(Checker& check, const std::string& path, const v1::FaultInjection& f) {
+    if (!f.has_delay() && !f.has_abort()) {
+      check.error(path, "needs delay, abort or both");
+    }
+    if (f.has_delay()) {
+      const v1::FaultDelay& d = f.delay();
+      if (!d.has_fixed_delay()) {
+        check.error(path + ".delay.fixed_delay", "is required (1ms-1h)");
+      }
+      check.duration(path + ".delay.fixed_delay", d.has_fixed_delay(), d.fixed_delay(), 1,
+                     kMaxTimeoutSeconds);
+      check.percentage(path + ".delay.percentage", d.percentage());
+    }
+    if (f.has_abort()) {
+      check.range(path + ".abort.http_status", f.abort().http_status(), 200, 599, false);
+      check.percentage(path + ".abort.percentage", f.abort().percentage());
+    }
+  }
+
+  void cookieName(Checker& check, const std::string& field, const std::string& name) {
+    if (name.empty()) {
+      check.error(field, "needs a cookie name");
+    } else if (!isToken(name)) {
+      check.error(field, absl::StrCat("'", name,
+                                      "' is not a valid cookie name (letters, digits and "
+                                      "!#$%&'*+-.^_`|~)"));
     }
   }
 
