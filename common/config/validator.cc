@@ -10,6 +10,7 @@
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
+#include "absl/strings/str_split.h"
 #include "re2/re2.h"
 
 namespace sluice::config {
@@ -18,8 +19,17 @@ namespace {
 using google::protobuf::Duration;
 
 constexpr int64_t kMaxTimeoutSeconds = 3600;
+constexpr int64_t kDaySeconds = 86400;
 constexpr size_t kMaxDirectBody = 64 << 10;
 constexpr uint32_t kMaxTotalWeight = 1'000'000;
+constexpr uint32_t kMaxPriority = 7;
+constexpr uint32_t kDefaultMinRingSize = 1024;
+constexpr uint32_t kMaxRingSize = 8'388'608;
+constexpr uint32_t kMaxMaglevTableSize = 5'000'011;
+constexpr uint32_t kMaxNumRetries = 10;
+constexpr uint32_t kMaxBufferedBodyBytes = 16 << 20;
+constexpr absl::string_view kRetryConditions[] = {"5xx", "gateway-error", "connect-failure",
+                                                  "reset", "retriable-status-codes"};
 
 // RFC 9110 token characters: header names and methods.
 bool isToken(absl::string_view s) {
@@ -55,6 +65,40 @@ bool isHostName(absl::string_view s) {
   });
 }
 
+// An RFC 1123 host name for DNS: labels of 1-63 letters, digits and '-' (not at either end),
+// separated by '.', at most 253 characters, one trailing '.' allowed (a fully qualified name).
+bool isDnsName(absl::string_view s) {
+  absl::ConsumeSuffix(&s, ".");
+  if (s.empty() || s.size() > 253) return false;
+  absl::string_view last;
+  for (absl::string_view label : absl::StrSplit(s, '.')) {
+    if (label.empty() || label.size() > 63 || label.front() == '-' || label.back() == '-') {
+      return false;
+    }
+    if (!std::all_of(label.begin(), label.end(),
+                     [](unsigned char c) { return absl::ascii_isalnum(c) || c == '-'; })) {
+      return false;
+    }
+    last = label;
+  }
+  // The resolver reads an all-digit last label as an IPv4 address ("10.0.0.256", "10.1").
+  return !std::all_of(last.begin(), last.end(),
+                      [](unsigned char c) { return absl::ascii_isdigit(c); });
+}
+
+// Visible ASCII without spaces: what a request target may hold unencoded.
+bool isVisibleAscii(absl::string_view s) {
+  return std::all_of(s.begin(), s.end(), [](unsigned char c) { return c > 0x20 && c < 0x7f; });
+}
+
+bool isPrime(uint32_t n) {
+  if (n < 2) return false;
+  for (uint32_t d = 2; d <= n / d; ++d) {
+    if (n % d == 0) return false;
+  }
+  return true;
+}
+
 // Headers the proxy itself owns: routes may not add or remove them.
 bool isManagedHeader(absl::string_view name) {
   static const char* const kManaged[] = {"host",       "content-length", "transfer-encoding",
@@ -67,6 +111,27 @@ bool isManagedHeader(absl::string_view name) {
 std::string durationText(const Duration& d) {
   return absl::StrCat(d.seconds() + d.nanos() / 1e9, "s");
 }
+
+Duration millis(int64_t ms) {
+  Duration d;
+  d.set_seconds(ms / 1000);
+  d.set_nanos(static_cast<int32_t>(ms % 1000) * 1'000'000);
+  return d;
+}
+
+bool shorter(const Duration& a, const Duration& b) {
+  return std::make_pair(a.seconds(), a.nanos()) < std::make_pair(b.seconds(), b.nanos());
+}
+
+// A duration field as written, or its default when unset.
+struct DurationField {
+  absl::string_view name;
+  bool set;
+  Duration value;
+
+  DurationField(absl::string_view name, bool set, const Duration& value, int64_t default_ms)
+      : name(name), set(set), value(set ? value : millis(default_ms)) {}
+};
 
 // Collects diagnostics for one resource at a time.
 class Checker {
@@ -91,15 +156,50 @@ class Checker {
     if (!re.ok()) error(field, absl::StrCat("invalid RE2 regex '", pattern, "': ", re.error()));
   }
 
-  // A duration that, when set, must lie in [min_ms, max_s].
-  void duration(const std::string& field, bool has, const Duration& d, int64_t min_ms,
+  // A duration that, when set, must lie in [min_ms, max_s]. Returns whether it is unset or does.
+  bool duration(const std::string& field, bool has, const Duration& d, int64_t min_ms,
                 int64_t max_s) {
-    if (!has) return;
+    if (!has) return true;
     int64_t ms = d.seconds() * 1000 + d.nanos() / 1'000'000;
     if (d.seconds() < 0 || d.nanos() < 0 || ms < min_ms || d.seconds() > max_s ||
         (d.seconds() == max_s && d.nanos() > 0)) {
       error(field,
             absl::StrCat("must be between ", min_ms, "ms and ", max_s, "s, got ", durationText(d)));
+      return false;
+    }
+    return true;
+  }
+
+  // Reports `field`, holding `actual`, when it is shorter than `bound`.
+  void notShorter(const std::string& field, const DurationField& actual,
+                  const DurationField& bound) {
+    if (shorter(actual.value, bound.value)) {
+      error(field,
+            absl::StrCat("must be at least ", describeBound(bound), ", ", describeActual(actual)));
+    }
+  }
+
+  // Reports `field`, holding `actual`, when it is longer than `bound`.
+  void notLonger(const std::string& field, const DurationField& actual,
+                 const DurationField& bound) {
+    if (shorter(bound.value, actual.value)) {
+      error(field,
+            absl::StrCat("must be at most ", describeBound(bound), ", ", describeActual(actual)));
+    }
+  }
+
+  // A share of requests in percent. NaN cannot come from YAML but can arrive over xDS.
+  void percentage(const std::string& field, double value) {
+    if (!(value >= 0 && value <= 100)) {
+      error(field, absl::StrCat("must be a percentage between 0 and 100, got ", value));
+    }
+  }
+
+  // A limit that, when set, must let something through: 0 is not "unlimited" here.
+  void positiveLimit(const std::string& field, bool has, uint32_t value, absl::string_view what) {
+    if (has && value == 0) {
+      error(field, absl::StrCat("must be at least 1 (0 would refuse every ", what,
+                                "); leave it out for no limit"));
     }
   }
 
@@ -114,6 +214,16 @@ class Checker {
   const Origin& origin() const { return origin_; }
 
  private:
+  // "interval (5s by default)"
+  static std::string describeBound(const DurationField& f) {
+    return absl::StrCat(f.name, " (", durationText(f.value), f.set ? "" : " by default", ")");
+  }
+  // "got 10s" or "is 1s by default"
+  static std::string describeActual(const DurationField& f) {
+    return f.set ? absl::StrCat("got ", durationText(f.value))
+                 : absl::StrCat("is ", durationText(f.value), " by default");
+  }
+
   Diagnostics* out_;
   absl::string_view kind_;
   std::string name_;
@@ -371,59 +481,24 @@ class Validator {
       if (q.match_case() == v1::QueryParameterMatcher::kRegex)
         check.regex(field + ".regex", q.regex());
     }
+    for (int i = 0; i < m.cookies_size(); ++i) {
+      const v1::CookieMatcher& c = m.cookies(i);
+      std::string field = absl::StrCat(mp, ".cookies[", i, "]");
+      cookieName(check, field + ".name", c.name());
+      if (c.match_case() == v1::CookieMatcher::MATCH_NOT_SET) {
+        check.error(field, "needs one of exact, regex or present");
+      }
+      if (c.match_case() == v1::CookieMatcher::kRegex) check.regex(field + ".regex", c.regex());
+    }
 
     const bool prefix_match = m.path_specifier_case() == v1::RouteMatch::kPrefix;
     switch (r.action_case()) {
-      case v1::Route::kRoute: {
-        const v1::RouteAction& a = r.route();
-        const std::string ap = path + ".route";
-        if (a.cluster_specifier_case() == v1::RouteAction::kCluster) {
-          reference(check, ap + ".cluster", "Cluster", a.cluster(), clusters_, Kind::kCluster);
-        } else if (a.cluster_specifier_case() == v1::RouteAction::kWeightedClusters) {
-          const auto& wc = a.weighted_clusters();
-          uint64_t total = 0;
-          if (wc.clusters_size() == 0) {
-            check.error(ap + ".weighted_clusters.clusters", "needs at least one cluster");
-          }
-          for (int i = 0; i < wc.clusters_size(); ++i) {
-            std::string field = absl::StrCat(ap, ".weighted_clusters.clusters[", i, "]");
-            reference(check, field + ".name", "Cluster", wc.clusters(i).name(), clusters_,
-                      Kind::kCluster);
-            total += wc.clusters(i).weight();
-          }
-          if (wc.clusters_size() > 0 && total == 0) {
-            check.error(ap + ".weighted_clusters", "weights add up to 0; at least one must be > 0");
-          } else if (total > kMaxTotalWeight) {
-            check.error(ap + ".weighted_clusters",
-                        absl::StrCat("weights add up to ", total, "; at most ", kMaxTotalWeight));
-          }
-        } else {
-          check.error(ap, "needs cluster or weighted_clusters");
-        }
-        if (!a.prefix_rewrite().empty() && !prefix_match) {
-          check.error(ap + ".prefix_rewrite", "needs a prefix match");
-        }
-        check.duration(ap + ".timeout", a.has_timeout(), a.timeout(), 0, kMaxTimeoutSeconds);
-        if (!a.host_rewrite().empty() && !isHostName(a.host_rewrite())) {
-          check.error(ap + ".host_rewrite",
-                      absl::StrCat("'", a.host_rewrite(), "' is not a host name"));
-        }
+      case v1::Route::kRoute:
+        routeAction(check, path + ".route", r.route(), prefix_match);
         break;
-      }
-      case v1::Route::kDirectResponse: {
-        const auto& d = r.direct_response();
-        const std::string dp = path + ".direct_response";
-        check.range(dp + ".status", d.status(), 200, 599, false);
-        if (d.body().size() > kMaxDirectBody) {
-          check.error(dp + ".body",
-                      absl::StrCat("is ", d.body().size(), " bytes; at most ", kMaxDirectBody));
-        }
-        if ((d.status() == 204 || d.status() == 304) && !d.body().empty()) {
-          check.error(dp + ".body",
-                      absl::StrCat("must be empty: a ", d.status(), " response has no body"));
-        }
+      case v1::Route::kDirectResponse:
+        directResponse(check, path + ".direct_response", r.direct_response());
         break;
-      }
       case v1::Route::kRedirect: {
         const auto& rd = r.redirect();
         const std::string rp = path + ".redirect";
@@ -459,6 +534,167 @@ class Validator {
     headerMutation(check, path + ".response_headers", r.response_headers());
   }
 
+  void routeAction(Checker& check, const std::string& ap, const v1::RouteAction& a,
+                   bool prefix_match) {
+    if (a.cluster_specifier_case() == v1::RouteAction::kCluster) {
+      reference(check, ap + ".cluster", "Cluster", a.cluster(), clusters_, Kind::kCluster);
+    } else if (a.cluster_specifier_case() == v1::RouteAction::kWeightedClusters) {
+      const auto& wc = a.weighted_clusters();
+      uint64_t total = 0;
+      if (wc.clusters_size() == 0) {
+        check.error(ap + ".weighted_clusters.clusters", "needs at least one cluster");
+      }
+      for (int i = 0; i < wc.clusters_size(); ++i) {
+        std::string field = absl::StrCat(ap, ".weighted_clusters.clusters[", i, "]");
+        reference(check, field + ".name", "Cluster", wc.clusters(i).name(), clusters_,
+                  Kind::kCluster);
+        total += wc.clusters(i).weight();
+      }
+      if (wc.clusters_size() > 0 && total == 0) {
+        check.error(ap + ".weighted_clusters", "weights add up to 0; at least one must be > 0");
+      } else if (total > kMaxTotalWeight) {
+        check.error(ap + ".weighted_clusters",
+                    absl::StrCat("weights add up to ", total, "; at most ", kMaxTotalWeight));
+      }
+    } else {
+      check.error(ap, "needs cluster or weighted_clusters");
+    }
+    if (!a.prefix_rewrite().empty() && !prefix_match) {
+      check.error(ap + ".prefix_rewrite", "needs a prefix match");
+    }
+    check.duration(ap + ".timeout", a.has_timeout(), a.timeout(), 0, kMaxTimeoutSeconds);
+    if (!a.host_rewrite().empty() && !isHostName(a.host_rewrite())) {
+      check.error(ap + ".host_rewrite",
+                  absl::StrCat("'", a.host_rewrite(), "' is not a host name"));
+    }
+    if (a.has_retry_policy()) retryPolicy(check, ap + ".retry_policy", a.retry_policy());
+    check.duration(ap + ".idle_timeout", a.has_idle_timeout(), a.idle_timeout(), 1,
+                   kMaxTimeoutSeconds);
+    for (int i = 0; i < a.request_mirror_policies_size(); ++i) {
+      const v1::RequestMirrorPolicy& mirror = a.request_mirror_policies(i);
+      std::string field = absl::StrCat(ap, ".request_mirror_policies[", i, "]");
+      reference(check, field + ".cluster", "Cluster", mirror.cluster(), clusters_, Kind::kCluster);
+      if (mirror.has_percentage()) check.percentage(field + ".percentage", mirror.percentage());
+    }
+    for (int i = 0; i < a.hash_policy_size(); ++i) {
+      hashPolicy(check, absl::StrCat(ap, ".hash_policy[", i, "]"), a.hash_policy(i));
+    }
+    check.positiveLimit(ap + ".max_concurrent_requests", a.has_max_concurrent_requests(),
+                        a.max_concurrent_requests(), "request");
+    if (a.has_fallback()) directResponse(check, ap + ".fallback", a.fallback());
+    if (a.has_fault()) fault(check, ap + ".fault", a.fault());
+  }
+
+  // A direct_response route's answer, and a forwarding route's fallback answer.
+  void directResponse(Checker& check, const std::string& path, const v1::DirectResponseAction& d) {
+    check.range(path + ".status", d.status(), 200, 599, false);
+    if (d.body().size() > kMaxDirectBody) {
+      check.error(path + ".body",
+                  absl::StrCat("is ", d.body().size(), " bytes; at most ", kMaxDirectBody));
+    }
+    if ((d.status() == 204 || d.status() == 304) && !d.body().empty()) {
+      check.error(path + ".body",
+                  absl::StrCat("must be empty: a ", d.status(), " response has no body"));
+    }
+  }
+
+  void retryPolicy(Checker& check, const std::string& path, const v1::RetryPolicy& p) {
+    const std::string conditions = absl::StrJoin(kRetryConditions, ", ");
+    if (p.retry_on_size() == 0) {
+      check.error(path + ".retry_on", absl::StrCat("needs at least one of ", conditions));
+    }
+    bool status_codes = false;
+    for (int i = 0; i < p.retry_on_size(); ++i) {
+      const std::string& on = p.retry_on(i);
+      std::string field = absl::StrCat(path, ".retry_on[", i, "]");
+      if (on == "retriable-status-codes") {
+        status_codes = true;
+        if (p.retriable_status_codes_size() == 0) {
+          check.error(field, "needs retriable_status_codes, the statuses to retry");
+        }
+      } else if (std::find(std::begin(kRetryConditions), std::end(kRetryConditions), on) ==
+                 std::end(kRetryConditions)) {
+        check.error(field,
+                    absl::StrCat("'", on, "' is not a retry condition; use one of ", conditions));
+      }
+    }
+    if (!status_codes && p.retriable_status_codes_size() > 0) {
+      check.error(path + ".retriable_status_codes",
+                  "apply only with retry_on 'retriable-status-codes'; add it to retry_on");
+    }
+    for (int i = 0; i < p.retriable_status_codes_size(); ++i) {
+      check.range(absl::StrCat(path, ".retriable_status_codes[", i, "]"),
+                  p.retriable_status_codes(i), 100, 599, false);
+    }
+    check.range(path + ".num_retries", p.num_retries(), 0, kMaxNumRetries, false);
+    check.duration(path + ".per_try_timeout", p.has_per_try_timeout(), p.per_try_timeout(), 1,
+                   kMaxTimeoutSeconds);
+    bool base_ok =
+        check.duration(path + ".base_interval", p.has_base_interval(), p.base_interval(), 1, 60);
+    bool max_ok = check.duration(path + ".max_interval", p.has_max_interval(), p.max_interval(), 1,
+                                 kMaxTimeoutSeconds);
+    // An unset max_interval is 10 x base_interval, never shorter.
+    if (base_ok && max_ok && p.has_max_interval()) {
+      check.notShorter(
+          path + ".max_interval", DurationField("max_interval", true, p.max_interval(), 0),
+          DurationField("base_interval", p.has_base_interval(), p.base_interval(), 25));
+    }
+    check.range(path + ".max_buffered_body_bytes", p.max_buffered_body_bytes(), 0,
+                kMaxBufferedBodyBytes, false);
+  }
+
+  void hashPolicy(Checker& check, const std::string& path, const v1::HashPolicy& h) {
+    switch (h.policy_case()) {
+      case v1::HashPolicy::kHeader:
+        if (!isToken(h.header())) {
+          check.error(path + ".header",
+                      absl::StrCat("'", h.header(), "' is not a valid header name"));
+        }
+        break;
+      case v1::HashPolicy::kCookie:
+        cookieName(check, path + ".cookie", h.cookie());
+        break;
+      case v1::HashPolicy::kSourceIp:
+        if (!h.source_ip()) {
+          check.error(path + ".source_ip",
+                      "must be true; leave the entry out to not hash on the client address");
+        }
+        break;
+      case v1::HashPolicy::POLICY_NOT_SET:
+        check.error(path, "needs one of header, cookie or source_ip");
+        break;
+    }
+  }
+
+  void fault(Checker& check, const std::string& path, const v1::FaultInjection& f) {
+    if (!f.has_delay() && !f.has_abort()) {
+      check.error(path, "needs delay, abort or both");
+    }
+    if (f.has_delay()) {
+      const v1::FaultDelay& d = f.delay();
+      if (!d.has_fixed_delay()) {
+        check.error(path + ".delay.fixed_delay", "is required (1ms-1h)");
+      }
+      check.duration(path + ".delay.fixed_delay", d.has_fixed_delay(), d.fixed_delay(), 1,
+                     kMaxTimeoutSeconds);
+      check.percentage(path + ".delay.percentage", d.percentage());
+    }
+    if (f.has_abort()) {
+      check.range(path + ".abort.http_status", f.abort().http_status(), 200, 599, false);
+      check.percentage(path + ".abort.percentage", f.abort().percentage());
+    }
+  }
+
+  void cookieName(Checker& check, const std::string& field, const std::string& name) {
+    if (name.empty()) {
+      check.error(field, "needs a cookie name");
+    } else if (!isToken(name)) {
+      check.error(field, absl::StrCat("'", name,
+                                      "' is not a valid cookie name (letters, digits and "
+                                      "!#$%&'*+-.^_`|~)"));
+    }
+  }
+
   void headerMutation(Checker& check, const std::string& path, const v1::HeaderMutation& h) {
     for (int i = 0; i < h.add_size(); ++i) {
       std::string field = absl::StrCat(path, ".add[", i, "]");
@@ -482,21 +718,36 @@ class Validator {
     }
   }
 
+  // The endpoints of a cluster of `type`, or of an assignment (type EDS).
   void endpoints(Checker& check, const std::string& path,
-                 const google::protobuf::RepeatedPtrField<v1::Endpoint>& eps) {
+                 const google::protobuf::RepeatedPtrField<v1::Endpoint>& eps,
+                 v1::Cluster::DiscoveryType type) {
     std::set<std::pair<std::string, uint32_t>> seen;
     for (int i = 0; i < eps.size(); ++i) {
       std::string field = absl::StrCat(path, "[", i, "]");
       const v1::Endpoint& e = eps[i];
-      if (!isIpLiteral(e.address())) {
+      if (type == v1::Cluster::STRICT_DNS) {
+        if (!isIpLiteral(e.address()) && !isDnsName(e.address())) {
+          check.error(field + ".address",
+                      absl::StrCat("'", e.address(),
+                                   "' is neither an IP address nor a host name (labels of 1-63 "
+                                   "letters, digits and '-' separated by '.', at most 253 "
+                                   "characters)"));
+        }
+      } else if (!isIpLiteral(e.address())) {
         check.error(field + ".address",
-                    absl::StrCat("'", e.address(), "' is not an IPv4 or IPv6 address"));
+                    absl::StrCat("'", e.address(), "' is not an IPv4 or IPv6 address",
+                                 type == v1::Cluster::STATIC && isDnsName(e.address())
+                                     ? "; a host name needs type STRICT_DNS"
+                                     : ""));
       }
       if (e.port() == 0 || e.port() > 65535) {
         check.error(field + ".port", absl::StrCat("must be between 1 and 65535, got ", e.port()));
       }
       check.range(field + ".weight", e.weight(), 1, 1000);
-      if (!seen.emplace(e.address(), e.port()).second) {
+      check.range(field + ".priority", e.priority(), 0, kMaxPriority, false);
+      // Host names and IPv6 hex digits are case-insensitive.
+      if (!seen.emplace(absl::AsciiStrToLower(e.address()), e.port()).second) {
         check.error(field,
                     absl::StrCat("endpoint ", e.address(), ":", e.port(), " is listed twice"));
       }
@@ -508,16 +759,161 @@ class Validator {
     Checker check(&out_, "Cluster", c.name(), item.origin);
     groups(check);
     check.duration("connect_timeout", c.has_connect_timeout(), c.connect_timeout(), 1, 60);
-    if (c.type() == v1::Cluster::STATIC && c.endpoints_size() == 0) {
-      check.error("endpoints", "a STATIC cluster needs at least one endpoint");
+    const std::string type = v1::Cluster::DiscoveryType_Name(c.type());
+    if (c.type() != v1::Cluster::EDS && c.endpoints_size() == 0) {
+      check.error("endpoints", absl::StrCat("a ", type, " cluster needs at least one endpoint"));
     }
     if (c.type() == v1::Cluster::EDS && c.endpoints_size() > 0) {
       check.error("endpoints",
                   "an EDS cluster takes its endpoints from a ClusterLoadAssignment, not from here");
     }
-    endpoints(check, "endpoints", c.endpoints());
+    endpoints(check, "endpoints", c.endpoints(), c.type());
     check.range("max_idle_connections_per_endpoint", c.max_idle_connections_per_endpoint(), 0,
                 10000);
+    if (c.type() == v1::Cluster::STRICT_DNS) {
+      check.duration("dns_refresh_rate", c.has_dns_refresh_rate(), c.dns_refresh_rate(), 100,
+                     kMaxTimeoutSeconds);
+    } else {
+      std::string only_dns =
+          absl::StrCat("applies only to STRICT_DNS clusters; this one is ", type);
+      if (c.has_dns_refresh_rate()) check.error("dns_refresh_rate", only_dns);
+      if (c.dns_lookup_family() != v1::Cluster::AUTO) check.error("dns_lookup_family", only_dns);
+    }
+    loadBalancing(check, c);
+    if (c.has_health_check()) healthCheck(check, "health_check", c.health_check());
+    if (c.has_outlier_detection()) {
+      outlierDetection(check, "outlier_detection", c.outlier_detection());
+    }
+    if (c.has_circuit_breakers()) {
+      circuitBreakers(check, "circuit_breakers", c.circuit_breakers());
+    }
+    check.range("healthy_panic_threshold", c.healthy_panic_threshold(), 0, 100, false);
+  }
+
+  void loadBalancing(Checker& check, const v1::Cluster& c) {
+    const std::string policy = v1::Cluster::LbPolicy_Name(c.lb_policy());
+    if (c.has_ring_hash()) {
+      if (c.lb_policy() != v1::Cluster::RING_HASH) {
+        check.error("ring_hash", absl::StrCat("applies only with lb_policy RING_HASH; this "
+                                              "cluster's lb_policy is ",
+                                              policy));
+      }
+      const v1::RingHashConfig& rh = c.ring_hash();
+      check.range("ring_hash.minimum_ring_size", rh.minimum_ring_size(), 1, kMaxRingSize);
+      check.range("ring_hash.maximum_ring_size", rh.maximum_ring_size(), 1, kMaxRingSize);
+      uint32_t min = rh.minimum_ring_size() != 0 ? rh.minimum_ring_size() : kDefaultMinRingSize;
+      uint32_t max = rh.maximum_ring_size() != 0 ? rh.maximum_ring_size() : kMaxRingSize;
+      if (min <= kMaxRingSize && max < min) {
+        check.error("ring_hash.maximum_ring_size",
+                    absl::StrCat("must be at least minimum_ring_size (", min,
+                                 rh.minimum_ring_size() != 0 ? "" : " by default", "), got ", max));
+      }
+    }
+    if (c.has_maglev()) {
+      if (c.lb_policy() != v1::Cluster::MAGLEV) {
+        check.error("maglev", absl::StrCat("applies only with lb_policy MAGLEV; this cluster's "
+                                           "lb_policy is ",
+                                           policy));
+      }
+      uint32_t size = c.maglev().table_size();
+      if (size > kMaxMaglevTableSize) {
+        check.error("maglev.table_size", absl::StrCat("must be a prime of at most ",
+                                                      kMaxMaglevTableSize, ", got ", size));
+      } else if (size != 0 && !isPrime(size)) {
+        uint32_t next = size + 1;
+        while (!isPrime(next)) ++next;  // kMaxMaglevTableSize is prime: this ends there.
+        check.error("maglev.table_size", absl::StrCat("must be a prime number, got ", size,
+                                                      "; the next prime is ", next));
+      }
+    }
+  }
+
+  void healthCheck(Checker& check, const std::string& path, const v1::HealthCheck& hc) {
+    bool interval_ok = check.duration(path + ".interval", hc.has_interval(), hc.interval(), 10,
+                                      kMaxTimeoutSeconds);
+    bool timeout_ok =
+        check.duration(path + ".timeout", hc.has_timeout(), hc.timeout(), 1, kMaxTimeoutSeconds);
+    if (interval_ok && timeout_ok) {
+      check.notLonger(path + ".timeout",
+                      DurationField("timeout", hc.has_timeout(), hc.timeout(), 1000),
+                      DurationField("interval", hc.has_interval(), hc.interval(), 5000));
+    }
+    check.duration(path + ".interval_jitter", hc.has_interval_jitter(), hc.interval_jitter(), 0,
+                   kMaxTimeoutSeconds);
+    check.range(path + ".unhealthy_threshold", hc.unhealthy_threshold(), 1, 1000);
+    check.range(path + ".healthy_threshold", hc.healthy_threshold(), 1, 1000);
+    switch (hc.checker_case()) {
+      case v1::HealthCheck::kHttp:
+        httpHealthCheck(check, path + ".http", hc.http());
+        break;
+      case v1::HealthCheck::kTcp:
+        break;
+      case v1::HealthCheck::CHECKER_NOT_SET:
+        check.error(path, "needs http (e.g. http: {path: /healthz}) or tcp (tcp: {})");
+        break;
+    }
+  }
+
+  void httpHealthCheck(Checker& check, const std::string& path, const v1::HttpHealthCheck& h) {
+    if (h.path().empty()) {
+      check.error(path + ".path", "is required, e.g. /healthz");
+    } else if (!absl::StartsWith(h.path(), "/")) {
+      check.error(path + ".path", "must start with '/'");
+    } else if (!isVisibleAscii(h.path())) {
+      check.error(path + ".path",
+                  "may hold only visible ASCII characters (no spaces, CR or LF); "
+                  "percent-encode others");
+    }
+    if (!h.host().empty() && !isHostName(h.host())) {
+      check.error(path + ".host", absl::StrCat("'", h.host(), "' is not a host name"));
+    }
+    for (int i = 0; i < h.expected_statuses_size(); ++i) {
+      const v1::StatusRange& r = h.expected_statuses(i);
+      std::string field = absl::StrCat(path, ".expected_statuses[", i, "]");
+      check.range(field + ".min", r.min(), 100, 599, false);
+      check.range(field + ".max", r.max(), 100, 599, false);
+      if (r.min() >= 100 && r.max() >= 100 && r.min() <= 599 && r.max() < r.min()) {
+        check.error(field + ".max",
+                    absl::StrCat("must be at least min (", r.min(), "), got ", r.max()));
+      }
+    }
+  }
+
+  void outlierDetection(Checker& check, const std::string& path, const v1::OutlierDetection& od) {
+    check.range(path + ".consecutive_5xx", od.consecutive_5xx(), 0, 1000, false);
+    check.range(path + ".consecutive_gateway_failure", od.consecutive_gateway_failure(), 0, 1000,
+                false);
+    bool base_ok = check.duration(path + ".base_ejection_time", od.has_base_ejection_time(),
+                                  od.base_ejection_time(), 1, kMaxTimeoutSeconds);
+    bool max_ok = check.duration(path + ".max_ejection_time", od.has_max_ejection_time(),
+                                 od.max_ejection_time(), 1, kDaySeconds);
+    if (base_ok && max_ok) {
+      check.notShorter(path + ".max_ejection_time",
+                       DurationField("max_ejection_time", od.has_max_ejection_time(),
+                                     od.max_ejection_time(), 300'000),
+                       DurationField("base_ejection_time", od.has_base_ejection_time(),
+                                     od.base_ejection_time(), 30'000));
+    }
+    check.range(path + ".max_ejection_percent", od.max_ejection_percent(), 0, 100, false);
+  }
+
+  void circuitBreakers(Checker& check, const std::string& path, const v1::CircuitBreakers& cb) {
+    check.positiveLimit(path + ".max_connections", cb.has_max_connections(), cb.max_connections(),
+                        "connection");
+    // Every new connection waits for its connect as a pending request: 0 would refuse them all.
+    check.positiveLimit(path + ".max_pending_requests", cb.has_max_pending_requests(),
+                        cb.max_pending_requests(), "new connection");
+    check.positiveLimit(path + ".max_requests", cb.has_max_requests(), cb.max_requests(),
+                        "request");
+    if (cb.has_retry_budget()) {
+      if (cb.has_max_retries()) {
+        check.error(path + ".retry_budget", "retry_budget replaces max_retries; set only one");
+      }
+      const v1::RetryBudget& rb = cb.retry_budget();
+      if (rb.has_budget_percent()) {
+        check.percentage(path + ".retry_budget.budget_percent", rb.budget_percent());
+      }
+    }
   }
 
   void assignment(const Sourced<v1::ClusterLoadAssignment>& item) {
@@ -529,11 +925,12 @@ class Validator {
       auto it = clusters_.find(a.cluster_name());
       if (it != clusters_.end() && it->second->resource.type() != v1::Cluster::EDS) {
         check.error("cluster_name",
-                    absl::StrCat("cluster '", a.cluster_name(),
-                                 "' is STATIC; only EDS clusters take assignments"));
+                    absl::StrCat("cluster '", a.cluster_name(), "' is ",
+                                 v1::Cluster::DiscoveryType_Name(it->second->resource.type()),
+                                 "; only EDS clusters take assignments"));
       }
     }
-    endpoints(check, "endpoints", a.endpoints());
+    endpoints(check, "endpoints", a.endpoints(), v1::Cluster::EDS);
   }
 
   const ConfigSet& config_;

@@ -1,6 +1,7 @@
 // Semantic errors: what validateConfig finds in a config set that parsed.
 #include "common/config/validator.h"
 
+#include <limits>
 #include <string>
 
 #include "absl/strings/str_cat.h"
@@ -580,6 +581,950 @@ virtual_hosts:
                                     isDiagnostic(16, "RouteConfiguration", "main",
                                                  "virtual_hosts[0].routes[1].route.cluster",
                                                  "names Cluster 'accounts' which does not exist")));
+}
+
+// Every field of issue 5 (DNS, load balancing, health checks, outlier detection, circuit
+// breakers, priorities, retries, mirrors, hashing, fallback, faults, cookie matching), set.
+TEST(ValidatorTest, TrafficManagementConfigHasNoDiagnostics) {
+  LoadResult r = loadYaml(R"(
+kind: Cluster
+name: users
+type: STRICT_DNS
+lb_policy: RING_HASH
+dns_refresh_rate: 30s
+dns_lookup_family: V4_ONLY
+endpoints:
+  - {address: users-a.internal, port: 8080}
+  - {address: USERS-A.internal., port: 8081, priority: 1}
+  - {address: 10.0.0.12, port: 8080, weight: 2, priority: 7}
+ring_hash: {minimum_ring_size: 4096, maximum_ring_size: 4096}
+health_check:
+  interval: 2s
+  timeout: 2s
+  interval_jitter: 500ms
+  unhealthy_threshold: 1000
+  healthy_threshold: 1
+  http:
+    path: /healthz?full=1
+    host: users.internal:8080
+    expected_statuses: [{min: 200, max: 299}, {min: 418, max: 418}]
+outlier_detection:
+  consecutive_5xx: 0
+  consecutive_gateway_failure: 1000
+  base_ejection_time: 1h
+  max_ejection_time: 24h
+  max_ejection_percent: 100
+circuit_breakers:
+  max_connections: 1
+  max_pending_requests: 1
+  max_requests: 1000
+  retry_budget: {budget_percent: 0, min_retry_concurrency: 0}
+healthy_panic_threshold: 0
+---
+kind: Cluster
+name: shadow
+lb_policy: MAGLEV
+maglev: {table_size: 5000011}
+endpoints: [{address: "::1", port: 8080}]
+health_check: {tcp: {}}
+outlier_detection: {base_ejection_time: 100ms}
+circuit_breakers: {max_retries: 0}
+healthy_panic_threshold: 100
+---
+kind: Cluster
+name: canary
+type: EDS
+---
+kind: ClusterLoadAssignment
+cluster_name: canary
+endpoints:
+  - {address: 10.0.1.10, port: 8080}
+  - {address: 10.0.2.10, port: 8080, priority: 1}
+---
+kind: RouteConfiguration
+name: main
+virtual_hosts:
+  - name: all
+    domains: ["*"]
+    routes:
+      - match:
+          prefix: /
+          cookies:
+            - {name: canary, exact: always}
+            - {name: __Host-session, regex: "[a-f0-9]{32}", invert: true}
+            - {name: opt-out, present: false}
+        route: {cluster: canary}
+      - match: {prefix: /}
+        route:
+          cluster: users
+          retry_policy:
+            retry_on: [5xx, gateway-error, connect-failure, reset, retriable-status-codes]
+            retriable_status_codes: [409, 429]
+            num_retries: 10
+            per_try_timeout: 1h
+            base_interval: 60s
+            max_interval: 60s
+            max_buffered_body_bytes: 16777216
+            retry_non_idempotent: true
+          idle_timeout: 1ms
+          request_mirror_policies:
+            - {cluster: users}
+            - {cluster: shadow, percentage: 0.5}
+          hash_policy:
+            - {header: x-user-id}
+            - {cookie: session}
+            - {source_ip: true}
+          max_concurrent_requests: 1
+          fallback: {status: 204}
+          fault:
+            delay: {fixed_delay: 1h, percentage: 100}
+            abort: {http_status: 599, percentage: 0}
+)");
+  EXPECT_THAT(r.errors, IsEmpty());
+  EXPECT_EQ(r.config.size(), 5);
+}
+
+TEST(ValidatorTest, StrictDnsClusterWithoutEndpoints) {
+  LoadResult r = loadYaml(R"(
+kind: Cluster
+name: users
+type: STRICT_DNS
+)");
+  EXPECT_THAT(r.errors,
+              ElementsAre(isDiagnostic(1, "Cluster", "users", "endpoints",
+                                       "a STRICT_DNS cluster needs at least one endpoint")));
+}
+
+TEST(ValidatorTest, StrictDnsEndpointNotAHostName) {
+  const std::string label63(63, 'a');
+  const std::string name253 =
+      absl::StrCat(label63, ".", label63, ".", label63, ".", label63.substr(0, 61));
+  ASSERT_EQ(name253.size(), 253);
+  struct Case {
+    std::string address;
+    bool valid;
+  };
+  const Case cases[] = {
+      {"users.internal", true},
+      {"users", true},
+      {"users.internal.", true},
+      {"10.0.0.1", true},
+      {"2001:db8::1", true},
+      {"xn--bcher-kva.example", true},
+      {label63 + ".example", true},
+      {name253, true},
+      {name253 + ".", true},
+      {label63 + "a.example", false},
+      {name253 + "a", false},
+      {"-users.internal", false},
+      {"users-.internal", false},
+      {"users_a.internal", false},
+      {"users..internal", false},
+      {".users", false},
+      {"users.internal..", false},
+      {"users.internal:8080", false},
+      {"[::1]", false},
+      {"10.0.0.256", false},
+      {"10.1", false},
+      {"users internal", false},
+      {"", false},
+  };
+  for (const Case& c : cases) {
+    SCOPED_TRACE(c.address);
+    LoadResult r = loadYaml(absl::StrCat(R"(
+kind: Cluster
+name: users
+type: STRICT_DNS
+endpoints:
+  - {address: ")",
+                                         c.address, R"(", port: 8080}
+)"));
+    if (c.valid) {
+      EXPECT_THAT(r.errors, IsEmpty());
+    } else {
+      EXPECT_THAT(r.errors,
+                  ElementsAre(isDiagnostic(5, "Cluster", "users", "endpoints[0].address",
+                                           absl::StrCat("'", c.address,
+                                                        "' is neither an IP address nor a host "
+                                                        "name (labels of 1-63"))));
+    }
+  }
+}
+
+TEST(ValidatorTest, StaticEndpointWithAHostNameSuggestsStrictDns) {
+  LoadResult r = loadYaml(R"(
+kind: Cluster
+name: users
+endpoints:
+  - {address: users.internal, port: 8081}
+)");
+  EXPECT_THAT(r.errors, ElementsAre(isDiagnostic(4, "Cluster", "users", "endpoints[0].address",
+                                                 "'users.internal' is not an IPv4 or IPv6 "
+                                                 "address; a host name needs type STRICT_DNS")));
+}
+
+TEST(ValidatorTest, StrictDnsEndpointListedTwiceInAnotherCase) {
+  LoadResult r = loadYaml(R"(
+kind: Cluster
+name: users
+type: STRICT_DNS
+endpoints:
+  - {address: users.internal, port: 8081}
+  - {address: Users.Internal, port: 8081}
+)");
+  EXPECT_THAT(r.errors, ElementsAre(isDiagnostic(6, "Cluster", "users", "endpoints[1]",
+                                                 "endpoint Users.Internal:8081 is listed twice")));
+}
+
+TEST(ValidatorTest, AssignmentForAStrictDnsCluster) {
+  LoadResult r = loadYaml(R"(
+kind: Cluster
+name: users
+type: STRICT_DNS
+endpoints: [{address: users.internal, port: 8081}]
+---
+kind: ClusterLoadAssignment
+cluster_name: users
+endpoints: [{address: 127.0.0.1, port: 8082}]
+)");
+  EXPECT_THAT(r.errors,
+              ElementsAre(isDiagnostic(7, "ClusterLoadAssignment", "users", "cluster_name",
+                                       "cluster 'users' is STRICT_DNS; only EDS clusters take "
+                                       "assignments")));
+}
+
+TEST(ValidatorTest, DnsSettingsOnClustersThatDoNotResolve) {
+  LoadResult r = loadYaml(R"(
+kind: Cluster
+name: users
+dns_refresh_rate: 10s
+dns_lookup_family: V4_ONLY
+endpoints: [{address: 127.0.0.1, port: 8081}]
+---
+kind: Cluster
+name: accounts
+type: EDS
+dns_lookup_family: AUTO
+dns_refresh_rate: 1s
+)");
+  EXPECT_THAT(r.errors,
+              ElementsAre(isDiagnostic(3, "Cluster", "users", "dns_refresh_rate",
+                                       "applies only to STRICT_DNS clusters; this one is STATIC"),
+                          isDiagnostic(4, "Cluster", "users", "dns_lookup_family",
+                                       "applies only to STRICT_DNS clusters; this one is STATIC"),
+                          isDiagnostic(11, "Cluster", "accounts", "dns_refresh_rate",
+                                       "applies only to STRICT_DNS clusters; this one is EDS")));
+}
+
+TEST(ValidatorTest, DnsRefreshRateOutOfRange) {
+  LoadResult r = loadYaml(R"(
+kind: Cluster
+name: users
+type: STRICT_DNS
+dns_refresh_rate: 50ms
+endpoints: [{address: users.internal, port: 8081}]
+---
+kind: Cluster
+name: accounts
+type: STRICT_DNS
+dns_refresh_rate: 61m
+endpoints: [{address: accounts.internal, port: 8081}]
+)");
+  EXPECT_THAT(r.errors, ElementsAre(isDiagnostic(4, "Cluster", "users", "dns_refresh_rate",
+                                                 "must be between 100ms and 3600s, got 0.05s"),
+                                    isDiagnostic(10, "Cluster", "accounts", "dns_refresh_rate",
+                                                 "must be between 100ms and 3600s, got 3660s")));
+}
+
+TEST(ValidatorTest, EndpointPriorityOutOfRange) {
+  LoadResult r = loadYaml(R"(
+kind: Cluster
+name: users
+endpoints: [{address: 127.0.0.1, port: 8081, priority: 8}]
+---
+kind: Cluster
+name: accounts
+type: EDS
+---
+kind: ClusterLoadAssignment
+cluster_name: accounts
+endpoints:
+  - {address: 127.0.0.1, port: 8081, priority: 7}
+  - {address: 127.0.0.2, port: 8081, priority: 100}
+)");
+  EXPECT_THAT(r.errors, ElementsAre(isDiagnostic(3, "Cluster", "users", "endpoints[0].priority",
+                                                 "must be between 0 and 7, got 8"),
+                                    isDiagnostic(13, "ClusterLoadAssignment", "accounts",
+                                                 "endpoints[1].priority",
+                                                 "must be between 0 and 7, got 100")));
+}
+
+TEST(ValidatorTest, HashConfigForAnotherLbPolicy) {
+  LoadResult r = loadYaml(R"(
+kind: Cluster
+name: users
+ring_hash: {minimum_ring_size: 1024}
+endpoints: [{address: 127.0.0.1, port: 8081}]
+---
+kind: Cluster
+name: accounts
+lb_policy: RING_HASH
+maglev: {}
+endpoints: [{address: 127.0.0.1, port: 8081}]
+)");
+  EXPECT_THAT(r.errors,
+              ElementsAre(isDiagnostic(3, "Cluster", "users", "ring_hash",
+                                       "applies only with lb_policy RING_HASH; this cluster's "
+                                       "lb_policy is ROUND_ROBIN"),
+                          isDiagnostic(9, "Cluster", "accounts", "maglev",
+                                       "applies only with lb_policy MAGLEV; this cluster's "
+                                       "lb_policy is RING_HASH")));
+}
+
+TEST(ValidatorTest, RingSizes) {
+  LoadResult r = loadYaml(R"(
+- kind: Cluster
+  name: too-big
+  lb_policy: RING_HASH
+  ring_hash: {minimum_ring_size: 8388609}
+  endpoints: [{address: 127.0.0.1, port: 8081}]
+- kind: Cluster
+  name: inverted
+  lb_policy: RING_HASH
+  ring_hash:
+    minimum_ring_size: 2048
+    maximum_ring_size: 1024
+  endpoints: [{address: 127.0.0.1, port: 8081}]
+- kind: Cluster
+  name: below-default
+  lb_policy: RING_HASH
+  ring_hash:
+    maximum_ring_size: 512
+  endpoints: [{address: 127.0.0.1, port: 8081}]
+- kind: Cluster
+  name: above-default
+  lb_policy: RING_HASH
+  ring_hash: {minimum_ring_size: 8388608}
+  endpoints: [{address: 127.0.0.1, port: 8081}]
+)");
+  EXPECT_THAT(
+      r.errors,
+      ElementsAre(isDiagnostic(4, "Cluster", "too-big", "ring_hash.minimum_ring_size",
+                               "must be between 1 and 8388608, got 8388609"),
+                  isDiagnostic(11, "Cluster", "inverted", "ring_hash.maximum_ring_size",
+                               "must be at least minimum_ring_size (2048), got 1024"),
+                  isDiagnostic(17, "Cluster", "below-default", "ring_hash.maximum_ring_size",
+                               "must be at least minimum_ring_size (1024 by default), got 512")));
+}
+
+TEST(ValidatorTest, MaglevTableSizeNotAPrime) {
+  struct Case {
+    uint32_t size;
+    const char* phrase;  // empty: valid
+  };
+  const Case cases[] = {
+      {0, ""},
+      {2, ""},
+      {65537, ""},
+      {5000011, ""},
+      {1, "must be a prime number, got 1; the next prime is 2"},
+      {65536, "must be a prime number, got 65536; the next prime is 65537"},
+      {5000010, "must be a prime number, got 5000010; the next prime is 5000011"},
+      {5000012, "must be a prime of at most 5000011, got 5000012"},
+      {4294967295, "must be a prime of at most 5000011, got 4294967295"},
+  };
+  for (const Case& c : cases) {
+    SCOPED_TRACE(c.size);
+    LoadResult r = loadYaml(absl::StrCat(R"(
+kind: Cluster
+name: users
+lb_policy: MAGLEV
+maglev: {table_size: )",
+                                         c.size, R"(}
+endpoints: [{address: 127.0.0.1, port: 8081}]
+)"));
+    if (*c.phrase == '\0') {
+      EXPECT_THAT(r.errors, IsEmpty());
+    } else {
+      EXPECT_THAT(r.errors,
+                  ElementsAre(isDiagnostic(4, "Cluster", "users", "maglev.table_size", c.phrase)));
+    }
+  }
+}
+
+TEST(ValidatorTest, HealthCheckWithoutAChecker) {
+  LoadResult r = loadYaml(R"(
+kind: Cluster
+name: users
+endpoints: [{address: 127.0.0.1, port: 8081}]
+health_check:
+  interval: 5s
+  tcp:
+)");
+  // `tcp:` with nothing after it is no checker; `tcp: {}` is.
+  EXPECT_THAT(r.errors, ElementsAre(isDiagnostic(4, "Cluster", "users", "health_check",
+                                                 "needs http (e.g. http: {path: /healthz}) or "
+                                                 "tcp (tcp: {})")));
+}
+
+TEST(ValidatorTest, HttpHealthCheckPathAndHost) {
+  LoadResult r = loadYaml(R"(
+- kind: Cluster
+  name: no-path
+  endpoints: [{address: 127.0.0.1, port: 8081}]
+  health_check: {http: {host: users.internal}}
+- kind: Cluster
+  name: relative
+  endpoints: [{address: 127.0.0.1, port: 8081}]
+  health_check: {http: {path: healthz}}
+- kind: Cluster
+  name: spaces
+  endpoints: [{address: 127.0.0.1, port: 8081}]
+  health_check:
+    http:
+      path: "/health check"
+- kind: Cluster
+  name: crlf
+  endpoints: [{address: 127.0.0.1, port: 8081}]
+  health_check:
+    http:
+      path: "/healthz\r\nX-Injected: 1"
+      host: "users internal"
+)");
+  EXPECT_THAT(
+      r.errors,
+      ElementsAre(
+          isDiagnostic(4, "Cluster", "no-path", "health_check.http.path",
+                       "is required, e.g. /healthz"),
+          isDiagnostic(8, "Cluster", "relative", "health_check.http.path", "must start with '/'"),
+          isDiagnostic(14, "Cluster", "spaces", "health_check.http.path",
+                       "may hold only visible ASCII characters (no spaces, CR or LF)"),
+          isDiagnostic(20, "Cluster", "crlf", "health_check.http.path",
+                       "may hold only visible ASCII characters"),
+          isDiagnostic(21, "Cluster", "crlf", "health_check.http.host",
+                       "'users internal' is not a host name")));
+}
+
+TEST(ValidatorTest, HealthCheckExpectedStatuses) {
+  LoadResult r = loadYaml(R"(
+kind: Cluster
+name: users
+endpoints: [{address: 127.0.0.1, port: 8081}]
+health_check:
+  http:
+    path: /healthz
+    expected_statuses:
+      - {min: 200, max: 200}
+      - {min: 99, max: 200}
+      - {min: 300, max: 204}
+      - {min: 200}
+      - {min: 500, max: 600}
+)");
+  EXPECT_THAT(
+      r.errors,
+      ElementsAre(isDiagnostic(9, "Cluster", "users", "health_check.http.expected_statuses[1].min",
+                               "must be between 100 and 599, got 99"),
+                  isDiagnostic(10, "Cluster", "users", "health_check.http.expected_statuses[2].max",
+                               "must be at least min (300), got 204"),
+                  isDiagnostic(11, "Cluster", "users", "health_check.http.expected_statuses[3].max",
+                               "must be between 100 and 599, got 0"),
+                  isDiagnostic(12, "Cluster", "users", "health_check.http.expected_statuses[4].max",
+                               "must be between 100 and 599, got 600")));
+}
+
+TEST(ValidatorTest, HealthCheckDurationsAndThresholdsOutOfRange) {
+  LoadResult r = loadYaml(R"(
+kind: Cluster
+name: users
+endpoints: [{address: 127.0.0.1, port: 8081}]
+health_check:
+  tcp: {}
+  interval: 5ms
+  timeout: 0s
+  interval_jitter: 2h
+  unhealthy_threshold: 1001
+  healthy_threshold: 5000
+)");
+  EXPECT_THAT(r.errors,
+              ElementsAre(isDiagnostic(6, "Cluster", "users", "health_check.interval",
+                                       "must be between 10ms and 3600s, got 0.005s"),
+                          isDiagnostic(7, "Cluster", "users", "health_check.timeout",
+                                       "must be between 1ms and 3600s, got 0s"),
+                          isDiagnostic(8, "Cluster", "users", "health_check.interval_jitter",
+                                       "must be between 0ms and 3600s, got 7200s"),
+                          isDiagnostic(9, "Cluster", "users", "health_check.unhealthy_threshold",
+                                       "must be between 1 and 1000, got 1001"),
+                          isDiagnostic(10, "Cluster", "users", "health_check.healthy_threshold",
+                                       "must be between 1 and 1000, got 5000")));
+}
+
+TEST(ValidatorTest, HealthCheckTimeoutLongerThanInterval) {
+  LoadResult r = loadYaml(R"(
+- kind: Cluster
+  name: written
+  endpoints: [{address: 127.0.0.1, port: 8081}]
+  health_check: {tcp: {}, interval: 2s, timeout: 3s}
+- kind: Cluster
+  name: default-timeout
+  endpoints: [{address: 127.0.0.1, port: 8081}]
+  health_check: {tcp: {}, interval: 500ms}
+- kind: Cluster
+  name: default-interval
+  endpoints: [{address: 127.0.0.1, port: 8081}]
+  health_check: {tcp: {}, timeout: 10s}
+- kind: Cluster
+  name: equal
+  endpoints: [{address: 127.0.0.1, port: 8081}]
+  health_check: {tcp: {}, timeout: 5s}
+)");
+  EXPECT_THAT(r.errors,
+              ElementsAre(isDiagnostic(4, "Cluster", "written", "health_check.timeout",
+                                       "must be at most interval (2s), got 3s"),
+                          isDiagnostic(8, "Cluster", "default-timeout", "health_check.timeout",
+                                       "must be at most interval (0.5s), is 1s by default"),
+                          isDiagnostic(12, "Cluster", "default-interval", "health_check.timeout",
+                                       "must be at most interval (5s by default), got 10s")));
+}
+
+TEST(ValidatorTest, OutlierDetectionOutOfRange) {
+  LoadResult r = loadYaml(R"(
+kind: Cluster
+name: users
+endpoints: [{address: 127.0.0.1, port: 8081}]
+outlier_detection:
+  consecutive_5xx: 1001
+  consecutive_gateway_failure: 2000
+  base_ejection_time: 0s
+  max_ejection_time: 25h
+  max_ejection_percent: 101
+)");
+  EXPECT_THAT(
+      r.errors,
+      ElementsAre(
+          isDiagnostic(5, "Cluster", "users", "outlier_detection.consecutive_5xx",
+                       "must be between 0 and 1000, got 1001"),
+          isDiagnostic(6, "Cluster", "users", "outlier_detection.consecutive_gateway_failure",
+                       "must be between 0 and 1000, got 2000"),
+          isDiagnostic(7, "Cluster", "users", "outlier_detection.base_ejection_time",
+                       "must be between 1ms and 3600s, got 0s"),
+          isDiagnostic(8, "Cluster", "users", "outlier_detection.max_ejection_time",
+                       "must be between 1ms and 86400s, got 90000s"),
+          isDiagnostic(9, "Cluster", "users", "outlier_detection.max_ejection_percent",
+                       "must be between 0 and 100, got 101")));
+}
+
+TEST(ValidatorTest, MaxEjectionTimeShorterThanBase) {
+  LoadResult r = loadYaml(R"(
+- kind: Cluster
+  name: written
+  endpoints: [{address: 127.0.0.1, port: 8081}]
+  outlier_detection: {base_ejection_time: 1m, max_ejection_time: 30s}
+- kind: Cluster
+  name: default-max
+  endpoints: [{address: 127.0.0.1, port: 8081}]
+  outlier_detection: {base_ejection_time: 10m}
+- kind: Cluster
+  name: default-base
+  endpoints: [{address: 127.0.0.1, port: 8081}]
+  outlier_detection: {max_ejection_time: 10s}
+)");
+  EXPECT_THAT(
+      r.errors,
+      ElementsAre(isDiagnostic(4, "Cluster", "written", "outlier_detection.max_ejection_time",
+                               "must be at least base_ejection_time (60s), got 30s"),
+                  isDiagnostic(8, "Cluster", "default-max", "outlier_detection.max_ejection_time",
+                               "must be at least base_ejection_time (600s), is 300s by "
+                               "default"),
+                  isDiagnostic(12, "Cluster", "default-base", "outlier_detection.max_ejection_time",
+                               "must be at least base_ejection_time (30s by default), got "
+                               "10s")));
+}
+
+TEST(ValidatorTest, CircuitBreakers) {
+  LoadResult r = loadYaml(R"(
+kind: Cluster
+name: users
+endpoints: [{address: 127.0.0.1, port: 8081}]
+healthy_panic_threshold: 101
+circuit_breakers:
+  max_connections: 0
+  max_pending_requests: 0
+  max_requests: 0
+  max_retries: 5
+  retry_budget:
+    budget_percent: 100.5
+)");
+  EXPECT_THAT(
+      r.errors,
+      ElementsAre(
+          isDiagnostic(4, "Cluster", "users", "healthy_panic_threshold",
+                       "must be between 0 and 100, got 101"),
+          isDiagnostic(6, "Cluster", "users", "circuit_breakers.max_connections",
+                       "must be at least 1 (0 would refuse every connection); leave it "
+                       "out for no limit"),
+          isDiagnostic(7, "Cluster", "users", "circuit_breakers.max_pending_requests",
+                       "must be at least 1 (0 would refuse every new connection)"),
+          isDiagnostic(8, "Cluster", "users", "circuit_breakers.max_requests",
+                       "must be at least 1 (0 would refuse every request)"),
+          isDiagnostic(10, "Cluster", "users", "circuit_breakers.retry_budget",
+                       "retry_budget replaces max_retries; set only one"),
+          isDiagnostic(11, "Cluster", "users", "circuit_breakers.retry_budget.budget_percent",
+                       "must be a percentage between 0 and 100, got 100.5")));
+}
+
+TEST(ValidatorTest, RetryOnEmptyOrUnknown) {
+  LoadResult r = loadRoute(R"(
+      - match: {prefix: /a}
+        route:
+          cluster: users
+          retry_policy: {num_retries: 2}
+      - match: {prefix: /b}
+        route:
+          cluster: users
+          retry_policy:
+            retry_on: [5xx, 5XX, timeout]
+)");
+  const std::string conditions =
+      "5xx, gateway-error, connect-failure, reset, retriable-status-codes";
+  EXPECT_THAT(r.errors,
+              ElementsAre(isDiagnostic(15, "RouteConfiguration", "main",
+                                       "virtual_hosts[0].routes[0].route.retry_policy.retry_on",
+                                       "needs at least one of " + conditions),
+                          isDiagnostic(20, "RouteConfiguration", "main",
+                                       "virtual_hosts[0].routes[1].route.retry_policy.retry_on[1]",
+                                       "'5XX' is not a retry condition; use one of " + conditions),
+                          isDiagnostic(20, "RouteConfiguration", "main",
+                                       "virtual_hosts[0].routes[1].route.retry_policy.retry_on[2]",
+                                       "'timeout' is not a retry condition")));
+}
+
+TEST(ValidatorTest, RetriableStatusCodesAndTheirCondition) {
+  LoadResult r = loadRoute(R"(
+      - match: {prefix: /a}
+        route:
+          cluster: users
+          retry_policy:
+            retry_on: [reset, retriable-status-codes]
+      - match: {prefix: /b}
+        route:
+          cluster: users
+          retry_policy:
+            retry_on: [5xx]
+            retriable_status_codes: [409]
+      - match: {prefix: /c}
+        route:
+          cluster: users
+          retry_policy:
+            retry_on: [retriable-status-codes]
+            retriable_status_codes: [409, 99, 600]
+)");
+  EXPECT_THAT(
+      r.errors,
+      ElementsAre(
+          isDiagnostic(16, "RouteConfiguration", "main",
+                       "virtual_hosts[0].routes[0].route.retry_policy.retry_on[1]",
+                       "needs retriable_status_codes, the statuses to retry"),
+          isDiagnostic(22, "RouteConfiguration", "main",
+                       "virtual_hosts[0].routes[1].route.retry_policy.retriable_status_codes",
+                       "apply only with retry_on 'retriable-status-codes'; add it to "
+                       "retry_on"),
+          isDiagnostic(28, "RouteConfiguration", "main",
+                       "virtual_hosts[0].routes[2].route.retry_policy."
+                       "retriable_status_codes[1]",
+                       "must be between 100 and 599, got 99"),
+          isDiagnostic(28, "RouteConfiguration", "main",
+                       "virtual_hosts[0].routes[2].route.retry_policy."
+                       "retriable_status_codes[2]",
+                       "must be between 100 and 599, got 600")));
+}
+
+TEST(ValidatorTest, RetryNumbersOutOfRange) {
+  LoadResult r = loadRoute(R"(
+      - match: {prefix: /}
+        route:
+          cluster: users
+          retry_policy:
+            retry_on: [gateway-error]
+            num_retries: 11
+            per_try_timeout: 0s
+            base_interval: 2m
+            max_interval: 2h
+            max_buffered_body_bytes: 16777217
+)");
+  const std::string rp = "virtual_hosts[0].routes[0].route.retry_policy";
+  EXPECT_THAT(
+      r.errors,
+      ElementsAre(isDiagnostic(17, "RouteConfiguration", "main", rp + ".num_retries",
+                               "must be between 0 and 10, got 11"),
+                  isDiagnostic(18, "RouteConfiguration", "main", rp + ".per_try_timeout",
+                               "must be between 1ms and 3600s, got 0s"),
+                  isDiagnostic(19, "RouteConfiguration", "main", rp + ".base_interval",
+                               "must be between 1ms and 60s, got 120s"),
+                  isDiagnostic(20, "RouteConfiguration", "main", rp + ".max_interval",
+                               "must be between 1ms and 3600s, got 7200s"),
+                  isDiagnostic(21, "RouteConfiguration", "main", rp + ".max_buffered_body_bytes",
+                               "must be between 0 and 16777216, got 16777217")));
+}
+
+TEST(ValidatorTest, RetryMaxIntervalShorterThanBase) {
+  LoadResult r = loadRoute(R"(
+      - match: {prefix: /a}
+        route:
+          cluster: users
+          retry_policy: {retry_on: [reset], base_interval: 1s, max_interval: 500ms}
+      - match: {prefix: /b}
+        route:
+          cluster: users
+          retry_policy: {retry_on: [reset], max_interval: 10ms}
+      - match: {prefix: /c}
+        route:
+          cluster: users
+          retry_policy: {retry_on: [reset], base_interval: 1s}
+)");
+  EXPECT_THAT(r.errors,
+              ElementsAre(isDiagnostic(15, "RouteConfiguration", "main",
+                                       "virtual_hosts[0].routes[0].route.retry_policy.max_interval",
+                                       "must be at least base_interval (1s), got 0.5s"),
+                          isDiagnostic(19, "RouteConfiguration", "main",
+                                       "virtual_hosts[0].routes[1].route.retry_policy.max_interval",
+                                       "must be at least base_interval (0.025s by default), got "
+                                       "0.01s")));
+}
+
+TEST(ValidatorTest, IdleTimeoutAndMaxConcurrentRequests) {
+  LoadResult r = loadRoute(R"(
+      - match: {prefix: /a}
+        route: {cluster: users, idle_timeout: 0s, max_concurrent_requests: 0}
+      - match: {prefix: /b}
+        route:
+          cluster: users
+          idle_timeout: 2h
+)");
+  EXPECT_THAT(r.errors,
+              ElementsAre(isDiagnostic(13, "RouteConfiguration", "main",
+                                       "virtual_hosts[0].routes[0].route.idle_timeout",
+                                       "must be between 1ms and 3600s, got 0s"),
+                          isDiagnostic(13, "RouteConfiguration", "main",
+                                       "virtual_hosts[0].routes[0].route.max_concurrent_requests",
+                                       "must be at least 1 (0 would refuse every request); leave "
+                                       "it out for no limit"),
+                          isDiagnostic(17, "RouteConfiguration", "main",
+                                       "virtual_hosts[0].routes[1].route.idle_timeout",
+                                       "must be between 1ms and 3600s, got 7200s")));
+}
+
+TEST(ValidatorTest, RequestMirrorPolicies) {
+  LoadResult r = loadRoute(R"(
+      - match: {prefix: /}
+        route:
+          cluster: users
+          request_mirror_policies:
+            - {cluster: users}
+            - {cluster: shadow}
+            - {percentage: 10}
+            - {cluster: users, percentage: 100.01}
+)");
+  const std::string mp = "virtual_hosts[0].routes[0].route.request_mirror_policies";
+  EXPECT_THAT(r.errors,
+              ElementsAre(isDiagnostic(17, "RouteConfiguration", "main", mp + "[1].cluster",
+                                       "names Cluster 'shadow' which does not exist"),
+                          isDiagnostic(18, "RouteConfiguration", "main", mp + "[2].cluster",
+                                       "needs the name of a Cluster"),
+                          isDiagnostic(19, "RouteConfiguration", "main", mp + "[3].percentage",
+                                       "must be a percentage between 0 and 100, got 100.01")));
+}
+
+TEST(ValidatorTest, MirrorToAClusterOfFewerNodeGroups) {
+  LoadResult r = loadYaml(R"(
+- {kind: Cluster, name: users, endpoints: [{address: 127.0.0.1, port: 8081}]}
+- {kind: Cluster, name: shadow, node_groups: [web], endpoints: [{address: 127.0.0.1, port: 8082}]}
+- kind: RouteConfiguration
+  name: main
+  virtual_hosts:
+    - name: all
+      domains: ["*"]
+      routes:
+        - match: {prefix: /}
+          route:
+            cluster: users
+            request_mirror_policies: [{cluster: shadow}]
+)");
+  EXPECT_THAT(r.errors,
+              ElementsAre(isDiagnostic(12, "RouteConfiguration", "main",
+                                       "virtual_hosts[0].routes[0].route.request_mirror_policies["
+                                       "0].cluster",
+                                       "names Cluster 'shadow', which is served only to node "
+                                       "groups web, but this resource is served to every node "
+                                       "group")));
+}
+
+TEST(ValidatorTest, HashPolicies) {
+  LoadResult r = loadRoute(R"(
+      - match: {prefix: /}
+        route:
+          cluster: users
+          hash_policy:
+            - {header: x-user-id}
+            - {}
+            - {header: "x user"}
+            - {cookie: ""}
+            - {cookie: "session;"}
+            - {source_ip: false}
+)");
+  const std::string hp = "virtual_hosts[0].routes[0].route.hash_policy";
+  EXPECT_THAT(r.errors,
+              ElementsAre(isDiagnostic(17, "RouteConfiguration", "main", hp + "[1]",
+                                       "needs one of header, cookie or source_ip"),
+                          isDiagnostic(18, "RouteConfiguration", "main", hp + "[2].header",
+                                       "'x user' is not a valid header name"),
+                          isDiagnostic(19, "RouteConfiguration", "main", hp + "[3].cookie",
+                                       "needs a cookie name"),
+                          isDiagnostic(20, "RouteConfiguration", "main", hp + "[4].cookie",
+                                       "'session;' is not a valid cookie name"),
+                          isDiagnostic(21, "RouteConfiguration", "main", hp + "[5].source_ip",
+                                       "must be true; leave the entry out to not hash on the "
+                                       "client address")));
+}
+
+TEST(ValidatorTest, FallbackFollowsTheDirectResponseRules) {
+  LoadResult r = loadRoute(absl::StrCat(R"(
+      - match: {prefix: /a}
+        route:
+          cluster: users
+          fallback: {status: 99}
+      - match: {prefix: /b}
+        route:
+          cluster: users
+          fallback:
+            status: 304
+            body: "not modified"
+      - match: {prefix: /c}
+        route:
+          cluster: users
+          fallback:
+            status: 503
+            body: ")",
+                                        std::string(64 * 1024 + 1, 'x'), R"("
+)"));
+  EXPECT_THAT(r.errors, ElementsAre(isDiagnostic(15, "RouteConfiguration", "main",
+                                                 "virtual_hosts[0].routes[0].route.fallback.status",
+                                                 "must be between 200 and 599, got 99"),
+                                    isDiagnostic(21, "RouteConfiguration", "main",
+                                                 "virtual_hosts[0].routes[1].route.fallback.body",
+                                                 "must be empty: a 304 response has no body"),
+                                    isDiagnostic(27, "RouteConfiguration", "main",
+                                                 "virtual_hosts[0].routes[2].route.fallback.body",
+                                                 "is 65537 bytes; at most 65536")));
+}
+
+TEST(ValidatorTest, FaultInjection) {
+  LoadResult r = loadRoute(R"(
+      - match: {prefix: /a}
+        route: {cluster: users, fault: {}}
+      - match: {prefix: /b}
+        route:
+          cluster: users
+          fault:
+            delay: {percentage: 10}
+            abort: {percentage: 101}
+      - match: {prefix: /c}
+        route:
+          cluster: users
+          fault:
+            delay:
+              fixed_delay: 2h
+              percentage: 50
+            abort:
+              http_status: 100
+              percentage: 50
+)");
+  const std::string b = "virtual_hosts[0].routes[1].route.fault";
+  const std::string c = "virtual_hosts[0].routes[2].route.fault";
+  EXPECT_THAT(r.errors,
+              ElementsAre(isDiagnostic(13, "RouteConfiguration", "main",
+                                       "virtual_hosts[0].routes[0].route.fault",
+                                       "needs delay, abort or both"),
+                          isDiagnostic(18, "RouteConfiguration", "main", b + ".delay.fixed_delay",
+                                       "is required (1ms-1h)"),
+                          isDiagnostic(19, "RouteConfiguration", "main", b + ".abort.http_status",
+                                       "must be between 200 and 599, got 0"),
+                          isDiagnostic(19, "RouteConfiguration", "main", b + ".abort.percentage",
+                                       "must be a percentage between 0 and 100, got 101"),
+                          isDiagnostic(25, "RouteConfiguration", "main", c + ".delay.fixed_delay",
+                                       "must be between 1ms and 3600s, got 7200s"),
+                          isDiagnostic(28, "RouteConfiguration", "main", c + ".abort.http_status",
+                                       "must be between 200 and 599, got 100")));
+}
+
+TEST(ValidatorTest, CookieMatchers) {
+  LoadResult r = loadRoute(R"(
+      - match:
+          prefix: /
+          cookies:
+            - {name: canary, exact: "true"}
+            - {exact: "true"}
+            - {name: "canary=1", present: true}
+            - {name: canary}
+            - {name: canary, regex: "(?<n>a)\\k<n>"}
+        route: {cluster: users}
+)");
+  const std::string cp = "virtual_hosts[0].routes[0].match.cookies";
+  EXPECT_THAT(
+      r.errors,
+      ElementsAre(
+          isDiagnostic(16, "RouteConfiguration", "main", cp + "[1].name", "needs a cookie name"),
+          isDiagnostic(17, "RouteConfiguration", "main", cp + "[2].name",
+                       "'canary=1' is not a valid cookie name"),
+          isDiagnostic(18, "RouteConfiguration", "main", cp + "[3]",
+                       "needs one of exact, regex or present"),
+          isDiagnostic(19, "RouteConfiguration", "main", cp + "[4].regex", "invalid RE2 regex")));
+}
+
+// Percentages that are NaN cannot be written in YAML but can arrive over xDS.
+TEST(ValidatorTest, NanPercentagesBuiltInCode) {
+  const double nan = std::numeric_limits<double>::quiet_NaN();
+  ConfigSet config;
+  Sourced<v1::Cluster> cluster;
+  cluster.origin.file = "api";
+  cluster.resource.set_name("users");
+  v1::Endpoint* e = cluster.resource.add_endpoints();
+  e->set_address("127.0.0.1");
+  e->set_port(8081);
+  cluster.resource.mutable_circuit_breakers()->mutable_retry_budget()->set_budget_percent(nan);
+  config.clusters.push_back(cluster);
+  Sourced<v1::RouteConfiguration> routes;
+  routes.origin.file = "api";
+  routes.resource.set_name("main");
+  v1::VirtualHost* vh = routes.resource.add_virtual_hosts();
+  vh->set_name("all");
+  vh->add_domains("*");
+  v1::Route* route = vh->add_routes();
+  route->mutable_match()->set_prefix("/");
+  v1::RouteAction* action = route->mutable_route();
+  action->set_cluster("users");
+  v1::RequestMirrorPolicy* mirror = action->add_request_mirror_policies();
+  mirror->set_cluster("users");
+  mirror->set_percentage(nan);
+  action->mutable_fault()->mutable_delay()->mutable_fixed_delay()->set_seconds(1);
+  action->mutable_fault()->mutable_delay()->set_percentage(nan);
+  action->mutable_fault()->mutable_abort()->set_http_status(503);
+  action->mutable_fault()->mutable_abort()->set_percentage(-nan);
+  config.route_configs.push_back(routes);
+  const std::string ap = "virtual_hosts[0].routes[0].route";
+  EXPECT_THAT(
+      validateConfig(config),
+      ElementsAre(testing::isDiagnosticIn("api", 0, "RouteConfiguration", "main",
+                                          ap + ".request_mirror_policies[0].percentage",
+                                          "must be a percentage between 0 and 100, got nan"),
+                  testing::isDiagnosticIn("api", 0, "RouteConfiguration", "main",
+                                          ap + ".fault.delay.percentage",
+                                          "must be a percentage between 0 and 100, got nan"),
+                  testing::isDiagnosticIn("api", 0, "RouteConfiguration", "main",
+                                          ap + ".fault.abort.percentage",
+                                          "must be a percentage between 0 and 100, got"),
+                  testing::isDiagnosticIn("api", 0, "Cluster", "users",
+                                          "circuit_breakers.retry_budget.budget_percent",
+                                          "must be a percentage between 0 and 100, got nan")));
 }
 
 TEST(ValidatorTest, ValidateConfigOnAConfigSetBuiltInCode) {

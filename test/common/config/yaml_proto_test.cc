@@ -94,9 +94,10 @@ lb_policy: FASTEST
 endpoints:
   - {address: 127.0.0.1, port: 8081}
 )");
-  EXPECT_THAT(r.errors, ElementsAre(isDiagnostic(
-                            3, "Cluster", "users", "lb_policy",
-                            "one of ROUND_ROBIN, LEAST_REQUEST, RANDOM, got 'FASTEST'")));
+  EXPECT_THAT(r.errors,
+              ElementsAre(isDiagnostic(
+                  3, "Cluster", "users", "lb_policy",
+                  "one of ROUND_ROBIN, LEAST_REQUEST, RANDOM, RING_HASH, MAGLEV, got 'FASTEST'")));
 }
 
 TEST(YamlProtoTest, BadDuration) {
