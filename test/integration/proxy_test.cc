@@ -1344,8 +1344,10 @@ TEST_F(ProxyTest, ClustersEndpointListsEndpointsAndCounts) {
   const std::string json = httpGet(admin_port_, "/clusters");
   const std::string a = absl::StrCat("\"address\":\"127.0.0.1:", a_.port(), "\"");
   EXPECT_NE(json.find("\"name\":\"a\""), std::string::npos) << json;
-  EXPECT_NE(json.find(a + ",\"weight\":1,\"health\":\"healthy\",\"rq_total\":4"), std::string::npos)
+  EXPECT_NE(json.find(a + ",\"weight\":1,\"priority\":0,\"health\":\"healthy\""),
+            std::string::npos)
       << json;
+  EXPECT_NE(json.find("\"rq_active\":0,\"rq_total\":4,"), std::string::npos) << json;
   EXPECT_NE(json.find("\"lb_policy\":\"ROUND_ROBIN\""), std::string::npos) << json;
   const std::string dump = httpGet(admin_port_, "/config_dump");
   EXPECT_NE(dump.find("\"name\":\"strict\""), std::string::npos) << dump;

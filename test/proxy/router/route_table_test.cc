@@ -1065,5 +1065,147 @@ TEST(RouteTableErrorTest, InvalidRegexes) {
   }
 }
 
+
+TEST(RouteTableCookieTest, FindCookieParsesAHeaderValue) {
+  std::string_view v;
+  EXPECT_TRUE(findCookie("a=1; canary=yes; b=2", "canary", &v));
+  EXPECT_EQ(v, "yes");
+  EXPECT_TRUE(findCookie("canary=\"quoted\"", "canary", &v));
+  EXPECT_EQ(v, "quoted");
+  EXPECT_TRUE(findCookie("canary=", "canary", &v));
+  EXPECT_EQ(v, "");
+  EXPECT_FALSE(findCookie("xcanary=1; canaryx=2", "canary", &v));
+  EXPECT_FALSE(findCookie("canary", "canary", &v));
+  EXPECT_FALSE(findCookie("", "canary", &v));
+  EXPECT_TRUE(findCookie("  canary=1  ;b=2", "canary", &v));
+  EXPECT_EQ(v, "1");
+}
+
+TEST(RouteTableCookieTest, ExactRegexPresentAndInverted) {
+  auto exact = oneMatch(R"(prefix: "/" cookies { name: "canary" exact: "1" })");
+  ASSERT_NE(exact, nullptr);
+  EXPECT_TRUE(matches(*exact, {.headers = {{"cookie", "session=x; canary=1"}}}));
+  EXPECT_FALSE(matches(*exact, {.headers = {{"cookie", "canary=0"}}}));
+  EXPECT_FALSE(matches(*exact, {.headers = {{"x-canary", "1"}}}));
+  EXPECT_FALSE(matches(*exact, {}));
+
+  auto regex = oneMatch(R"(prefix: "/" cookies { name: "group" regex: "beta-[0-9]+" })");
+  ASSERT_NE(regex, nullptr);
+  EXPECT_TRUE(matches(*regex, {.headers = {{"cookie", "group=beta-12"}}}));
+  EXPECT_FALSE(matches(*regex, {.headers = {{"cookie", "group=beta-12x"}}}));
+
+  auto absent = oneMatch(R"(prefix: "/" cookies { name: "canary" present: false })");
+  ASSERT_NE(absent, nullptr);
+  EXPECT_TRUE(matches(*absent, {}));
+  EXPECT_FALSE(matches(*absent, {.headers = {{"cookie", "canary=1"}}}));
+
+  auto inverted = oneMatch(R"(prefix: "/" cookies { name: "canary" exact: "1" invert: true })");
+  ASSERT_NE(inverted, nullptr);
+  EXPECT_FALSE(matches(*inverted, {.headers = {{"cookie", "canary=1"}}}));
+  EXPECT_TRUE(matches(*inverted, {.headers = {{"cookie", "canary=2"}}}));
+}
+
+TEST(RouteTableTrafficTest, RoutesWithoutTrafficSettingsCarryNoPolicy) {
+  auto table = oneAction(R"(route { cluster: "users" timeout { seconds: 3 } })");
+  ASSERT_NE(table, nullptr);
+  EXPECT_EQ(onlyRoute(*table).traffic, nullptr);
+}
+
+TEST(RouteTableTrafficTest, RetryPolicyDefaultsAndConditions) {
+  auto table = oneAction(R"(route { cluster: "users" retry_policy { retry_on: "gateway-error" } })");
+  ASSERT_NE(table, nullptr);
+  const Route& r = onlyRoute(*table);
+  ASSERT_NE(r.traffic, nullptr);
+  ASSERT_NE(r.traffic->retry, nullptr);
+  const RetryPolicy& p = *r.traffic->retry;
+  EXPECT_EQ(p.num_retries, 1u);
+  EXPECT_EQ(p.per_try_timeout_ms, 0);
+  EXPECT_EQ(p.base_interval_ms, 25);
+  EXPECT_EQ(p.max_interval_ms, 250);
+  EXPECT_EQ(p.max_buffered_body, 65536u);
+  EXPECT_FALSE(p.retry_non_idempotent);
+  EXPECT_TRUE(p.on_gateway_error);
+  EXPECT_FALSE(p.on_5xx);
+  EXPECT_TRUE(p.retriesStatus(502));
+  EXPECT_TRUE(p.retriesStatus(504));
+  EXPECT_FALSE(p.retriesStatus(500));
+  EXPECT_FALSE(p.retriesStatus(200));
+
+  auto all = oneAction(R"(route {
+    cluster: "users"
+    retry_policy {
+      retry_on: ["5xx", "retriable-status-codes", "reset", "connect-failure"]
+      retriable_status_codes: 409
+      num_retries: 3
+      per_try_timeout { nanos: 1500000 }
+      base_interval { nanos: 10000000 }
+      max_buffered_body_bytes: 0
+      retry_non_idempotent: true
+    }
+  })");
+  ASSERT_NE(all, nullptr);
+  const RetryPolicy& q = *onlyRoute(*all).traffic->retry;
+  EXPECT_TRUE(q.on_reset && q.on_connect_failure && q.on_5xx);
+  EXPECT_TRUE(q.retriesStatus(409));
+  EXPECT_TRUE(q.retriesStatus(500));
+  EXPECT_FALSE(q.retriesStatus(404));
+  EXPECT_EQ(q.num_retries, 3u);
+  EXPECT_EQ(q.per_try_timeout_ms, 2);  // rounded up, never 0
+  EXPECT_EQ(q.max_interval_ms, 100);   // 10 x base
+  EXPECT_EQ(q.max_buffered_body, 0u);
+  EXPECT_TRUE(q.retry_non_idempotent);
+}
+
+TEST(RouteTableTrafficTest, MirrorsHashFaultFallbackAndLimits) {
+  auto table = oneAction(R"(route {
+    cluster: "users"
+    request_mirror_policies { cluster: "orders" percentage: 12.5 }
+    request_mirror_policies { cluster: "users" }
+    hash_policy { header: "X-User" }
+    hash_policy { cookie: "session" }
+    hash_policy { source_ip: true }
+    max_concurrent_requests: 7
+    idle_timeout { seconds: 2 }
+    fallback { status: 200 body: "degraded" }
+    fault {
+      delay { fixed_delay { nanos: 5000000 } percentage: 50 }
+      abort { http_status: 418 percentage: 0.01 }
+    }
+  })");
+  ASSERT_NE(table, nullptr);
+  const TrafficPolicy& t = *onlyRoute(*table).traffic;
+  ASSERT_EQ(t.mirrors.size(), 2u);
+  EXPECT_EQ(t.mirrors[0].cluster, uint32_t(clusterIndex("orders")));
+  EXPECT_EQ(t.mirrors[0].per_million, 125000u);
+  EXPECT_EQ(t.mirrors[1].per_million, 1000000u);
+  ASSERT_EQ(t.hash.size(), 3u);
+  EXPECT_EQ(t.hash[0].kind, HashPolicy::Kind::kHeader);
+  EXPECT_EQ(t.hash[0].name, "x-user");  // looked up lower case
+  EXPECT_EQ(t.hash[1].kind, HashPolicy::Kind::kCookie);
+  EXPECT_EQ(t.hash[1].name, "session");
+  EXPECT_EQ(t.hash[2].kind, HashPolicy::Kind::kSourceIp);
+  EXPECT_EQ(t.max_concurrent, 7u);
+  EXPECT_EQ(t.idle_timeout_ms, 2000);
+  EXPECT_TRUE(t.has_fallback);
+  EXPECT_EQ(t.fallback_status, 200u);
+  EXPECT_EQ(t.fallback_body, "degraded");
+  EXPECT_EQ(t.fault_delay_ms, 5);
+  EXPECT_EQ(t.fault_delay_per_million, 500000u);
+  EXPECT_EQ(t.fault_abort_status, 418u);
+  EXPECT_EQ(t.fault_abort_per_million, 100u);
+}
+
+TEST(RouteTableTrafficTest, MirrorToAnUnknownClusterFails) {
+  auto table = compileText(R"(
+    name: "main"
+    virtual_hosts {
+      name: "all" domains: "*"
+      routes { match { prefix: "/" }
+               route { cluster: "users" request_mirror_policies { cluster: "nope" } } }
+    })");
+  ASSERT_FALSE(table.ok());
+  EXPECT_THAT(std::string(table.status().message()), HasSubstr("mirrors to unknown cluster 'nope'"));
+}
+
 }  // namespace
 }  // namespace sluice::router

@@ -99,7 +99,7 @@ TEST_F(ClusterTest, EdsClusterTakesItsEndpointsFromTheAssignment) {
       &assignment));
   auto c = compile(clusterConfig(R"pb(name: "api" type: EDS lb_policy: RANDOM)pb"), &assignment);
   ASSERT_NE(c, nullptr);
-  EXPECT_EQ(c->policy(), Cluster::Policy::kRandom);
+  EXPECT_EQ(c->policy(), LbPolicy::kRandom);
   ASSERT_EQ(c->endpoints().size(), 2u);
   EXPECT_EQ(c->endpoints()[0].name, "10.0.0.1:8080");
   EXPECT_EQ(c->endpoints()[0].weight, 2u);
@@ -112,7 +112,7 @@ TEST_F(ClusterTest, DefaultsAndExplicitSettings) {
   ASSERT_NE(defaults, nullptr);
   EXPECT_EQ(defaults->connectTimeout(), absl::Seconds(5));
   EXPECT_EQ(defaults->maxIdlePerEndpoint(), 64u);
-  EXPECT_EQ(defaults->policy(), Cluster::Policy::kRoundRobin);
+  EXPECT_EQ(defaults->policy(), LbPolicy::kRoundRobin);
 
   auto set = compile(clusterConfig(R"pb(
     name: "b"
@@ -124,7 +124,7 @@ TEST_F(ClusterTest, DefaultsAndExplicitSettings) {
   ASSERT_NE(set, nullptr);
   EXPECT_EQ(set->connectTimeout(), absl::Milliseconds(1250));
   EXPECT_EQ(set->maxIdlePerEndpoint(), 3u);
-  EXPECT_EQ(set->policy(), Cluster::Policy::kLeastRequest);
+  EXPECT_EQ(set->policy(), LbPolicy::kLeastRequest);
 }
 
 TEST_F(ClusterTest, RoundRobinOverEqualWeightsAlternatesPerWorker) {
