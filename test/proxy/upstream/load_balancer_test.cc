@@ -187,7 +187,9 @@ TEST_P(PolicyTest, PicksDoNotAllocate) {
   auto hosts = weighted({1, 2, 3, 4});
   hosts[3].priority = 1;
   hosts[0].healthy = false;
+  const int64_t at_start = g_allocations.load();
   auto lb = LoadBalancer::build(options(), hosts, 2);
+  ASSERT_GT(g_allocations.load(), at_start);  // the counter sees build()'s allocations
   std::mt19937_64 rng(3);
   std::vector<LbRequest> requests;
   for (uint32_t i = 0; i < 1000; ++i) {
