@@ -262,6 +262,7 @@ WorkerContext::WorkerContext(int index, event_base* base, stats::Cells* cells)
       base(base),
       cells(cells),
       pool(base, cells),
+      shadows(base, cells),
       request_head(std::make_unique<RequestHead>()),
       response_head(std::make_unique<ResponseHead>()) {
   std::random_device rd;
@@ -334,6 +335,8 @@ class DownstreamConnection : public upstream::UpstreamOwner {
   const upstream::Endpoint* pickEndpoint(const upstream::Cluster& cluster, uint32_t attempt);
   // The ring hash / Maglev key of the route's hash policy; false: the request has none.
   bool requestHash(const RequestHead& head, uint64_t* hash) const;
+  // Sends the copies the route's mirror policies draw for this request.
+  void startShadows(const router::Route& route);
   // Tells outlier detection how the attempt on endpoint_ went.
   void outcome(upstream::Outcome outcome);
   // Why an attempt failed, for the retry policy.
@@ -435,6 +438,8 @@ class DownstreamConnection : public upstream::UpstreamOwner {
   uint32_t failed_pool_key_ = UINT32_MAX;  // the endpoint of the last failed attempt
   bool has_hash_ = false;
   uint64_t hash_ = 0;
+  // Mirrored copies still taking the request body (Shadow's contract: finishBody or abort).
+  std::vector<Shadow*> shadows_;
   bool route_slot_ = false;    // counted in the route's max_concurrent_requests
   bool cluster_slot_ = false;  // counted in the cluster's requests in flight
   bool retry_slot_ = false;    // counted in the cluster's retries in flight
@@ -972,6 +977,7 @@ void DownstreamConnection::forward(RequestHead& head, const router::Route& route
   evbuffer_drain(in_, head.head_len);  // `head` is invalid from here on
   // Without a policy only idempotent requests without a body are retried, and only when a
   // pooled connection turns out closed (the upstream may have acted on the request before).
+  if (traffic_ != nullptr && !traffic_->mirrors.empty()) startShadows(route);
   retryable_ = req_mode_ == BodyMode::kNone && idempotent(method_);
   body_copied_ = body_fits && (idempotent(method_) || retry_->retry_non_idempotent);
   if (req_mode_ == BodyMode::kNone) req_done_ = true;
@@ -985,6 +991,21 @@ void DownstreamConnection::forward(RequestHead& head, const router::Route& route
     return;
   }
   startUpstream();
+}
+
+void DownstreamConnection::startShadows(const router::Route& route) {
+  const size_t n = evbuffer_get_length(head_copy_);
+  std::string_view head(reinterpret_cast<const char*>(evbuffer_pullup(head_copy_, n)), n);
+  // A copy has no client to give up on it: bounded by the route timeout, or 15 s without one.
+  const absl::Duration timeout =
+      route.timeout_ms > 0 ? absl::Milliseconds(route.timeout_ms) : absl::Seconds(15);
+  for (const router::MirrorPolicy& m : traffic_->mirrors) {
+    if (!drawn(worker_, m.per_million)) continue;
+    Shadow* shadow = Shadow::start(&worker_->shadows, &worker_->pool, *gen_->clusters[m.cluster],
+                                   worker_->index, worker_->random(), head,
+                                   method_ == Method::kHead, req_mode_ != BodyMode::kNone, timeout);
+    if (shadow != nullptr && req_mode_ != BodyMode::kNone) shadows_.push_back(shadow);
+  }
 }
 
 void DownstreamConnection::startUpstream() {
@@ -1224,6 +1245,7 @@ void DownstreamConnection::pumpRequestBody() {
       if (req_mode_ == BodyMode::kLength) {
         size_t n = std::min<uint64_t>(req_remaining_, evbuffer_get_length(in_));
         if (body_copied_) copyPrefix(in_, body_copy_, n);
+        for (Shadow* shadow : shadows_) shadow->feed(in_, n);
         evbuffer_remove_buffer(in_, to, n);
         req_remaining_ -= n;
         if (req_remaining_ == 0) req_done_ = true;
@@ -1248,6 +1270,7 @@ void DownstreamConnection::pumpRequestBody() {
           return;
         }
         if (body_copied_) copyPrefix(in_, body_copy_, r.consumed);
+        for (Shadow* shadow : shadows_) shadow->feed(in_, r.consumed);
         evbuffer_remove_buffer(in_, to, r.consumed);
         if (r.status == ParseStatus::kDone) req_done_ = true;
       }
@@ -1268,6 +1291,8 @@ void DownstreamConnection::pumpRequestBody() {
 }
 
 void DownstreamConnection::requestComplete() {
+  for (Shadow* shadow : shadows_) shadow->finishBody();
+  shadows_.clear();
   if (response_started_ || route_ == nullptr) return;
   // The route timeout covers every attempt: armed once, at the end of the request.
   if (route_->timeout_ms > 0 && !route_timer_armed_) {
@@ -1621,6 +1646,9 @@ void DownstreamConnection::settleRequest() {
     evbuffer_drain(body_copy_, evbuffer_get_length(body_copy_));
     body_copied_ = false;
   }
+  // A request that ends before its body did: its copies cannot be completed either.
+  for (Shadow* shadow : shadows_) shadow->abort();
+  shadows_.clear();
   traffic_ = nullptr;
   retry_ = nullptr;
   stream_idle_ = idle_timeout_;

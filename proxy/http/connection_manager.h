@@ -15,6 +15,7 @@
 #include <vector>
 
 #include "proxy/http/codec.h"
+#include "proxy/http/mirror.h"
 #include "proxy/server/generation.h"
 #include "proxy/stats/store.h"
 #include "proxy/upstream/conn_pool.h"
@@ -32,6 +33,8 @@ struct WorkerContext {
   event_base* base;
   stats::Cells* cells;
   upstream::ConnPool pool;
+  // Mirrored copies of requests in flight; after `pool`, so that they go first.
+  ShadowSet shadows;
   // The generation new requests start on; replaced by the worker when the main thread posts one.
   std::shared_ptr<const server::Generation> generation;
   // Scratch space for the head being parsed: a head is parsed and forwarded in one go, so one of

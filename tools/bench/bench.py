@@ -555,7 +555,11 @@ def cmd_report(args):
           "20 routes: 5 exact, 7 prefix, 5 regex, a method and a header condition before the route that "
           "matches (`templates/*routes20*`). Metrics: one scrape a second during the run (sluice and "
           "HAProxy: Prometheus `/metrics`; nginx has no Prometheus exporter built in, so its `stub_status`). "
-          "Access log: one JSON line per request to a file.")
+          "Access log: one JSON line per request to a file. Least request, consistent hashing and health "
+          "checks: three endpoints (the upstream nginx on 127.0.0.1-3); hashing on the client address "
+          "(sluice MAGLEV with `hash_policy: source_ip`, HAProxy `balance source` + `hash-type consistent`); "
+          "health checks `GET /12` every second on each endpoint plus, for sluice, outlier detection and "
+          "circuit breakers (HAProxy: `check inter 1s`, `maxconn` per server).")
         w("")
         w("| feature | proxy | requests/s | vs bare | p99 ms | vs bare | CPU us/req | vs bare |")
         w("| --- " * 8 + "|")
@@ -563,7 +567,10 @@ def cmd_report(args):
                  if ("feature",) + key + (t,) in points]
         for variant, label in (("", "bare"), ("routes20", "20 routes incl. regexes"),
                                ("metrics", "/metrics scraped every second"),
-                               ("accesslog", "JSON access log")):
+                               ("accesslog", "JSON access log"),
+                               ("lb", "least request, 3 endpoints"),
+                               ("hash", "consistent hash, 3 endpoints"),
+                               ("hc", "health checks + breakers, 3 endpoints")):
             for b in bases:
                 bare = points[("feature",) + key + (b,)]
                 t = b if not variant else f"{b}+{variant}"

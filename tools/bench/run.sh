@@ -136,13 +136,13 @@ start_upstream() {
   port[direct]=${port[upstream]}
 }
 
-start_sluice() {  # NAME ROUTES_TEMPLATE [WORKERS [CPUS]]
-  local d="$run_dir/$1" workers=${3:-1} cpus=${4:-$proxy_cpu}
+start_sluice() {  # NAME ROUTES_TEMPLATE [WORKERS [CPUS [CLUSTER_TEMPLATE]]]
+  local d="$run_dir/$1" workers=${3:-1} cpus=${4:-$proxy_cpu} cluster=${5:-sluice-cluster.yaml}
   mkdir -p "$d/conf"
   next_port; port[$1]=$port_out
   next_port; admin[$1]=$port_out
   bench_py render "$t/sluice-listener.yaml" "$d/conf/listener.yaml" PORT="${port[$1]}"
-  bench_py render "$t/sluice-cluster.yaml" "$d/conf/cluster.yaml" POOL="$pool" \
+  bench_py render "$t/$cluster" "$d/conf/cluster.yaml" POOL="$pool" \
     UPSTREAM_PORT="${port[upstream]}"
   cp "$t/$2" "$d/conf/routes.yaml"
   taskset -c "$cpus" "${prio[@]}" "$run_dir/bin/sluice" --config-dir "$d/conf" --workers "$workers" \
@@ -152,8 +152,25 @@ start_sluice() {  # NAME ROUTES_TEMPLATE [WORKERS [CPUS]]
   wait_http "http://127.0.0.1:${port[$1]}/12" "${main_pid[$1]}"
 }
 
-start_haproxy() {  # NAME VARIANT (bare, routes20, accesslog)
-  local d="$run_dir/$1" routes="=" glog="" dlog=""
+start_haproxy() {  # NAME VARIANT (bare, routes20, accesslog, lb, hc, hash)
+  local d="$run_dir/$1" routes="=" glog="" dlog="" u="${port[upstream]}"
+  local backend="server s1 127.0.0.1:$u"
+  # The balancer and health-check rows: the same three endpoints as sluice's.
+  case "$2" in
+    lb) backend="balance leastconn
+    server s1 127.0.0.1:$u
+    server s2 127.0.0.2:$u
+    server s3 127.0.0.3:$u" ;;
+    hash) backend="balance source
+    hash-type consistent
+    server s1 127.0.0.1:$u
+    server s2 127.0.0.2:$u
+    server s3 127.0.0.3:$u" ;;
+    hc) backend="option httpchk GET /12
+    server s1 127.0.0.1:$u check inter 1s maxconn 100000
+    server s2 127.0.0.2:$u check inter 1s maxconn 100000
+    server s3 127.0.0.3:$u check inter 1s maxconn 100000" ;;
+  esac
   mkdir -p "$d"
   next_port; port[$1]=$port_out
   next_port; admin[$1]=$port_out
@@ -165,7 +182,7 @@ start_haproxy() {  # NAME VARIANT (bare, routes20, accesslog)
   fi
   bench_py render "$t/haproxy.cfg" "$d/haproxy.cfg" DIR="$d" PORT="${port[$1]}" \
     ADMIN_PORT="${admin[$1]}" UPSTREAM_PORT="${port[upstream]}" "ROUTES$routes" \
-    GLOBAL_LOG="$glog" DEFAULTS_LOG="$dlog"
+    GLOBAL_LOG="$glog" DEFAULTS_LOG="$dlog" BACKEND="$backend"
   # -db: stay in the foreground, one process. With the access log on, stdout is the log file.
   taskset -c "$proxy_cpu" "${prio[@]}" haproxy -db -f "$d/haproxy.cfg" >"$d/access.log" 2>"$d/haproxy.log" &
   pids+=($!); main_pid[$1]=$!
@@ -199,6 +216,9 @@ start_target() {  # NAME: sluice, haproxy, nginx or one of them with +routes20 /
     sluice)
       case "$variant" in
         routes20) start_sluice "$1" sluice-routes20.yaml ;;
+        lb) start_sluice "$1" sluice-routes.yaml 1 "$proxy_cpu" sluice-cluster-lb.yaml ;;
+        hash) start_sluice "$1" sluice-routes-hash.yaml 1 "$proxy_cpu" sluice-cluster-maglev.yaml ;;
+        hc) start_sluice "$1" sluice-routes.yaml 1 "$proxy_cpu" sluice-cluster-hc.yaml ;;
         # The scaling phase: one or two workers, free to run on both CPUs.
         w1) start_sluice "$1" sluice-routes.yaml 1 "$loadgen_cpu,$proxy_cpu" ;;
         w2) start_sluice "$1" sluice-routes.yaml 2 "$loadgen_cpu,$proxy_cpu" ;;
@@ -529,6 +549,14 @@ if [ "${BENCH_FEATURES:-1}" = 1 ]; then
     [[ " ${main_targets[*]} " == *" $base "* ]] || continue
     start_target "$base+routes20"
     feature_targets+=("$base" "$base+routes20" "$base+metrics")
+    # Balancing over three endpoints, consistent hashing, and health checking (nginx's open
+    # source build has no active health checks, so these rows compare sluice and HAProxy).
+    if [ "$base" != nginx ]; then
+      for v in lb hash hc; do
+        start_target "$base+$v"
+        feature_targets+=("$base+$v")
+      done
+    fi
     # sluice has no access log yet: its row says so instead of measuring something else.
     if [ "$base" != sluice ]; then
       start_target "$base+accesslog"
