@@ -174,12 +174,20 @@ std::string_view reasonPhrase(int status) {
       return "Method Not Allowed";
     case 408:
       return "Request Timeout";
+    case 409:
+      return "Conflict";
+    case 410:
+      return "Gone";
     case 413:
       return "Content Too Large";
     case 414:
       return "URI Too Long";
     case 417:
       return "Expectation Failed";
+    case 418:
+      return "I'm a teapot";
+    case 422:
+      return "Unprocessable Content";
     case 429:
       return "Too Many Requests";
     case 431:
@@ -1458,7 +1466,9 @@ void DownstreamConnection::processUpstream() {
     }
     event_del(&route_timer_);
     event_del(&try_timer_);
-    if (attempt_ > 0) worker_->cells->add(cluster_->stats().rq_retry_success);
+    if (attempt_ > 0 && !retry_->retriesStatus(head.status)) {
+      worker_->cells->add(cluster_->stats().rq_retry_success);
+    }
     if (!writeResponseHead(head)) return;
     evbuffer_drain(up_->in(), head_len);
   }

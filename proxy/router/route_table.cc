@@ -196,7 +196,13 @@ std::unique_ptr<RetryPolicy> compileRetry(const v1::RetryPolicy& p) {
     if (on == "connect-failure") r->on_connect_failure = true;
     if (on == "reset") r->on_reset = true;
   }
-  r->status_codes.assign(p.retriable_status_codes().begin(), p.retriable_status_codes().end());
+  for (const std::string& on : p.retry_on()) {
+    // The listed codes count only with their condition.
+    if (on == "retriable-status-codes") {
+      r->status_codes.assign(p.retriable_status_codes().begin(),
+                             p.retriable_status_codes().end());
+    }
+  }
   if (p.has_num_retries()) r->num_retries = p.num_retries();
   if (p.has_per_try_timeout()) r->per_try_timeout_ms = millisRoundedUp(p.per_try_timeout());
   if (p.has_base_interval()) r->base_interval_ms = millisRoundedUp(p.base_interval());

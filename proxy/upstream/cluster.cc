@@ -134,9 +134,11 @@ absl::StatusOr<std::unique_ptr<Cluster>> Cluster::compile(const v1::Cluster& con
                                "Requests sent on a pooled keep-alive connection.", labels);
   s.rq_retry = store->counter(
       "sluice_cluster_upstream_rq_retry_total",
-      "Requests retried on a fresh connection after a pooled one failed before answering.", labels);
+      "Retries: by a route's retry policy, and of requests whose pooled connection failed before "
+      "answering.",
+      labels);
   s.rq_retry_success = store->counter("sluice_cluster_upstream_rq_retry_success_total",
-                                      "Requests whose retry got an answer.", labels);
+                                      "Requests whose retry got an answer the policy does not retry.", labels);
   s.rq_retry_overflow = store->counter(
       "sluice_cluster_upstream_rq_retry_overflow_total",
       "Retries not made because of max_retries or the retry budget.", labels);

@@ -1156,6 +1156,18 @@ TEST(RouteTableTrafficTest, RetryPolicyDefaultsAndConditions) {
   EXPECT_TRUE(q.retry_non_idempotent);
 }
 
+// The validator rejects codes without their condition; the table does not rely on it.
+TEST(RouteTableTrafficTest, StatusCodesCountOnlyWithTheirCondition) {
+  auto table = oneAction(R"(route {
+    cluster: "users"
+    retry_policy { retry_on: "connect-failure" retriable_status_codes: 503 }
+  })");
+  ASSERT_NE(table, nullptr);
+  const RetryPolicy& p = *onlyRoute(*table).traffic->retry;
+  EXPECT_TRUE(p.status_codes.empty());
+  EXPECT_FALSE(p.retriesStatus(503));
+}
+
 TEST(RouteTableTrafficTest, MirrorsHashFaultFallbackAndLimits) {
   auto table = oneAction(R"(route {
     cluster: "users"
