@@ -39,7 +39,9 @@ bool resolve(const std::string& address, uint32_t port, Endpoint* out) {
 
 uint32_t Registry::key(const std::string& cluster, const std::string& endpoint) {
   // Keys are dense in order of first use and never reused.
-  return keys_.try_emplace(absl::StrCat(cluster, "\n", endpoint), keys_.size()).first->second;
+  auto [it, added] = keys_.try_emplace(absl::StrCat(cluster, "\n", endpoint), keys_.size());
+  if (added) hosts_.emplace_back();  // the endpoint's outlier state, at Registry::host(key)
+  return it->second;
 }
 
 std::shared_ptr<ClusterCounters> Registry::counters(const std::string& cluster) {

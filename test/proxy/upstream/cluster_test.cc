@@ -12,6 +12,7 @@
 #include <vector>
 
 #include "absl/status/status.h"
+#include "absl/strings/str_cat.h"
 #include "gmock/gmock.h"
 #include "google/protobuf/text_format.h"
 #include "gtest/gtest.h"
@@ -351,6 +352,30 @@ TEST_F(ClusterTest, BadAddressFailsWithAMessage) {
   EXPECT_EQ(c.status().code(), absl::StatusCode::kInvalidArgument);
   EXPECT_THAT(c.status().message(), HasSubstr("cluster 'web'"));
   EXPECT_THAT(c.status().message(), HasSubstr("'backend.local' is not an IP address"));
+}
+
+TEST_F(ClusterTest, EveryEndpointHasItsOwnOutlierStateKeptAcrossCompilations) {
+  const v1::Cluster config = clusterConfig(R"pb(
+    name: "web"
+    endpoints { address: "127.0.0.1" port: 1 }
+    endpoints { address: "127.0.0.1" port: 2 }
+  )pb");
+  auto first = compile(config);
+  auto again = compile(config);
+  ASSERT_NE(first, nullptr);
+  ASSERT_NE(again, nullptr);
+  const HostState* a = first->endpoints()[0].state;
+  const HostState* b = first->endpoints()[1].state;
+  ASSERT_NE(a, nullptr);
+  ASSERT_NE(b, nullptr);
+  EXPECT_NE(a, b);
+  EXPECT_EQ(a, keys_.host(first->endpoints()[0].pool_key));
+  EXPECT_EQ(again->endpoints()[0].state, a);
+  EXPECT_EQ(again->endpoints()[1].state, b);
+  // A thousand more endpoints elsewhere do not move them (a deque keeps its elements).
+  for (int i = 0; i < 1000; ++i) keys_.key("other", absl::StrCat("10.0.0.1:", i + 1));
+  EXPECT_EQ(keys_.host(first->endpoints()[0].pool_key), a);
+  EXPECT_EQ(keys_.size(), 1002u);
 }
 
 }  // namespace
