@@ -345,6 +345,8 @@ class DownstreamConnection : public upstream::UpstreamOwner {
   bool requestHash(const RequestHead& head, uint64_t* hash) const;
   // Sends the copies the route's mirror policies draw for this request.
   void startShadows(const router::Route& route);
+  // Answers Expect: 100-continue once an attempt is under way (at most once per request).
+  void sendContinue();
   // Tells outlier detection how the attempt on endpoint_ went.
   void outcome(upstream::Outcome outcome);
   // Why an attempt failed, for the retry policy.
@@ -849,7 +851,10 @@ void DownstreamConnection::startRequest(RequestHead& head) {
       return;
     case router::Route::Action::kRedirect: {
       std::string location;
-      std::string_view scheme = route->scheme_redirect.empty() ? "http" : route->scheme_redirect;
+      // Both arms string_view: "http" : std::string would make a temporary string to point into.
+      std::string_view scheme = route->scheme_redirect.empty()
+                                    ? std::string_view("http")
+                                    : std::string_view(route->scheme_redirect);
       location.append(scheme).append("://");
       location.append(route->host_redirect.empty() ? head.host : route->host_redirect);
       if (!route->path_redirect.empty()) {
@@ -876,7 +881,8 @@ void DownstreamConnection::startRequest(RequestHead& head) {
 
 // A share given in parts per million, drawn at random.
 bool drawn(WorkerContext* worker, uint32_t per_million) {
-  return per_million >= 1'000'000 || (per_million > 0 && worker->random() % 1'000'000 < per_million);
+  return per_million >= 1'000'000 ||
+         (per_million > 0 && worker->random() % 1'000'000 < per_million);
 }
 
 const upstream::Endpoint* DownstreamConnection::pickEndpoint(const upstream::Cluster& cluster,
@@ -980,8 +986,8 @@ void DownstreamConnection::forward(RequestHead& head, const router::Route& route
   writeUpstreamHead(head, route, *endpoint, head_copy_);
   expect_continue_ = head.expect_continue;
   // A Content-Length body larger than the retry buffer streams without a copy.
-  const bool body_fits =
-      retry_ != nullptr && (req_mode_ != BodyMode::kLength || req_remaining_ <= retry_->max_buffered_body);
+  const bool body_fits = retry_ != nullptr && (req_mode_ != BodyMode::kLength ||
+                                               req_remaining_ <= retry_->max_buffered_body);
   evbuffer_drain(in_, head.head_len);  // `head` is invalid from here on
   // Without a policy only idempotent requests without a body are retried, and only when a
   // pooled connection turns out closed (the upstream may have acted on the request before).
@@ -1016,13 +1022,20 @@ void DownstreamConnection::startShadows(const router::Route& route) {
   }
 }
 
-void DownstreamConnection::startUpstream() {
-  upstream_start_ = Clock::now();
-  if (!connectUpstream(false)) return;
-  if (expect_continue_ && req_mode_ != BodyMode::kNone && evbuffer_get_length(in_) == 0) {
+void DownstreamConnection::sendContinue() {
+  if (!expect_continue_) return;
+  expect_continue_ = false;
+  if (req_mode_ != BodyMode::kNone && evbuffer_get_length(in_) == 0 && !response_started_) {
     add(out_, k100Continue);
     flushDownstream();
   }
+}
+
+void DownstreamConnection::startUpstream() {
+  upstream_start_ = Clock::now();
+  if (!connectUpstream(false)) return;
+  sendContinue();
+  if (phase_ != Phase::kStream) return;
   if (req_done_) {
     requestComplete();
   } else {
@@ -1031,9 +1044,10 @@ void DownstreamConnection::startUpstream() {
 }
 
 void DownstreamConnection::unavailable(std::string_view body, const char* overflow) {
-  worker_->cells->add(cluster_->stats().rq_5xx);
-  const bool close = !discardBufferedBody();
-  if (traffic_ != nullptr && traffic_->has_fallback) {
+  const bool fallback = traffic_ != nullptr && traffic_->has_fallback;
+  if (!fallback || traffic_->fallback_status >= 500) worker_->cells->add(cluster_->stats().rq_5xx);
+  const bool close = !req_done_ && !discardBufferedBody();
+  if (fallback) {
     localReply(static_cast<int>(traffic_->fallback_status), traffic_->fallback_body, close,
                &route_->response_headers, {}, overflow);
   } else {
@@ -1068,8 +1082,8 @@ bool DownstreamConnection::retryAfter(Failure failure, uint32_t status) {
     // One place per retrying request: it has at most one retry in flight at a time.
     uint32_t limit = limits.max_retries;
     if (limits.budget) {
-      double share = limits.budget_percent / 100.0 *
-                     counters.rq_active.load(std::memory_order_relaxed);
+      double share =
+          limits.budget_percent / 100.0 * counters.rq_active.load(std::memory_order_relaxed);
       limit = std::max<uint32_t>(limits.min_retry_concurrency, static_cast<uint32_t>(share));
     }
     if (counters.retries_active.fetch_add(1, std::memory_order_relaxed) >= limit) {
@@ -1105,6 +1119,8 @@ void DownstreamConnection::retryNow() {
   endpoint_ = endpoint;
   upstream_start_ = Clock::now();
   if (!connectUpstream(false)) return;
+  sendContinue();  // the first attempt may have failed before it could
+  if (phase_ != Phase::kStream) return;
   if (req_done_) {
     requestComplete();
   } else {
@@ -1386,7 +1402,9 @@ void DownstreamConnection::upstreamFailed(const char* what) {
     worker_->cells->add(cluster_->stats().rq_retry);
     releaseUpstream(false);
     resp_scan_.reset();
-    if (connectUpstream(true) && req_done_) requestComplete();
+    if (!connectUpstream(true)) return;
+    sendContinue();
+    if (phase_ == Phase::kStream && req_done_) requestComplete();
     return;
   }
   outcome(upstream::Outcome::kGatewayFailure);

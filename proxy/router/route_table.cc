@@ -199,8 +199,7 @@ std::unique_ptr<RetryPolicy> compileRetry(const v1::RetryPolicy& p) {
   for (const std::string& on : p.retry_on()) {
     // The listed codes count only with their condition.
     if (on == "retriable-status-codes") {
-      r->status_codes.assign(p.retriable_status_codes().begin(),
-                             p.retriable_status_codes().end());
+      r->status_codes.assign(p.retriable_status_codes().begin(), p.retriable_status_codes().end());
     }
   }
   if (p.has_num_retries()) r->num_retries = p.num_retries();
@@ -621,9 +620,9 @@ absl::StatusOr<std::unique_ptr<RouteTable>> RouteTable::compileWith(
           r.prefix_rewrite = a.prefix_rewrite();
           r.host_rewrite = a.host_rewrite();
           if (a.has_timeout()) r.timeout_ms = millisRoundedUp(a.timeout());
-          if (a.has_retry_policy() || a.has_idle_timeout() || a.request_mirror_policies_size() > 0 ||
-              a.hash_policy_size() > 0 || a.has_max_concurrent_requests() || a.has_fallback() ||
-              a.has_fault()) {
+          if (a.has_retry_policy() || a.has_idle_timeout() ||
+              a.request_mirror_policies_size() > 0 || a.hash_policy_size() > 0 ||
+              a.has_max_concurrent_requests() || a.has_fallback() || a.has_fault()) {
             auto t = std::make_unique<TrafficPolicy>();
             if (a.has_retry_policy()) t->retry = compileRetry(a.retry_policy());
             if (a.has_idle_timeout()) t->idle_timeout_ms = millisRoundedUp(a.idle_timeout());
@@ -643,7 +642,8 @@ absl::StatusOr<std::unique_ptr<RouteTable>> RouteTable::compileWith(
             for (const v1::HashPolicy& hp : a.hash_policy()) {
               switch (hp.policy_case()) {
                 case v1::HashPolicy::kHeader:
-                  t->hash.push_back({HashPolicy::Kind::kHeader, absl::AsciiStrToLower(hp.header())});
+                  t->hash.push_back(
+                      {HashPolicy::Kind::kHeader, absl::AsciiStrToLower(hp.header())});
                   break;
                 case v1::HashPolicy::kCookie:
                   t->hash.push_back({HashPolicy::Kind::kCookie, hp.cookie()});

@@ -73,7 +73,7 @@ struct RetryPolicy {
 };
 
 struct MirrorPolicy {
-  uint32_t cluster = 0;         // index in the generation's cluster table
+  uint32_t cluster = 0;            // index in the generation's cluster table
   uint32_t per_million = 1000000;  // share of requests mirrored
 };
 
@@ -155,7 +155,7 @@ struct Route {
   uint64_t total_weight = 0;
   std::string prefix_rewrite;
   std::string host_rewrite;
-  int64_t timeout_ms = 15'000;  // 0: none
+  int64_t timeout_ms = 15'000;             // 0: none
   std::unique_ptr<TrafficPolicy> traffic;  // null: none of its settings
   // kDirectResponse.
   uint32_t status = 200;

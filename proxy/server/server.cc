@@ -246,7 +246,7 @@ absl::Status Server::apply(const config::ConfigSet& config, const xds::Versions&
     fresh[l.name()] = *std::move(fds);
   }
   const Clock::time_point start = Clock::now();
-  auto clusters = clusters_->update(config);
+  auto clusters = clusters_->prepare(config);
   if (!clusters.ok()) {
     closeFresh();
     return clusters.status();
@@ -256,6 +256,9 @@ absl::Status Server::apply(const config::ConfigSet& config, const xds::Versions&
     closeFresh();
     return compiled.status();
   }
+  // Only now do health checks, outlier detection and DNS follow the new clusters: a rejected
+  // update leaves them with the generation that keeps serving.
+  clusters_->commit();
   std::shared_ptr<Generation> gen = *std::move(compiled);
   gen->versions = versions;
   std::vector<std::string> remove;
@@ -269,6 +272,15 @@ absl::Status Server::apply(const config::ConfigSet& config, const xds::Versions&
 void Server::onHostsChanged() {
   upstream::ClusterManager::ClusterList clusters = clusters_->refresh();
   if (clusters.empty() || current_ == nullptr || shutting_down_) return;
+  // Route tables name clusters by place: they can take these only in the same places.
+  bool same = clusters.size() == current_->clusters.size();
+  for (size_t i = 0; same && i < clusters.size(); ++i) {
+    same = clusters[i]->name() == current_->clusters[i]->name();
+  }
+  if (!same) {
+    log::error("cluster update does not match the live generation's clusters; not applied");
+    return;
+  }
   const Clock::time_point start = Clock::now();
   publish(withClusters(*current_, std::move(clusters)), start, {}, {});
 }

@@ -139,11 +139,12 @@ absl::StatusOr<std::unique_ptr<Cluster>> Cluster::compile(const v1::Cluster& con
       "Retries: by a route's retry policy, and of requests whose pooled connection failed before "
       "answering.",
       labels);
-  s.rq_retry_success = store->counter("sluice_cluster_upstream_rq_retry_success_total",
-                                      "Requests whose retry got an answer the policy does not retry.", labels);
-  s.rq_retry_overflow = store->counter(
-      "sluice_cluster_upstream_rq_retry_overflow_total",
-      "Retries not made because of max_retries or the retry budget.", labels);
+  s.rq_retry_success =
+      store->counter("sluice_cluster_upstream_rq_retry_success_total",
+                     "Requests whose retry got an answer the policy does not retry.", labels);
+  s.rq_retry_overflow =
+      store->counter("sluice_cluster_upstream_rq_retry_overflow_total",
+                     "Retries not made because of max_retries or the retry budget.", labels);
   s.rq_timeout = store->counter("sluice_cluster_upstream_rq_timeout_total",
                                 "Requests whose route timeout expired (answered 504).", labels);
   s.rq_per_try_timeout = store->counter("sluice_cluster_upstream_rq_per_try_timeout_total",
@@ -158,9 +159,8 @@ absl::StatusOr<std::unique_ptr<Cluster>> Cluster::compile(const v1::Cluster& con
   s.rq_pending_overflow =
       store->counter("sluice_cluster_upstream_rq_pending_overflow_total",
                      "Requests answered 503: circuit breaker max_pending_requests.", labels);
-  s.cx_overflow =
-      store->counter("sluice_cluster_upstream_cx_overflow_total",
-                     "Requests answered 503: circuit breaker max_connections.", labels);
+  s.cx_overflow = store->counter("sluice_cluster_upstream_cx_overflow_total",
+                                 "Requests answered 503: circuit breaker max_connections.", labels);
   s.rq_mirror = store->counter("sluice_cluster_upstream_rq_mirror_total",
                                "Mirrored copies of requests sent to this cluster.", labels);
   s.rq_mirror_failed =
@@ -185,9 +185,9 @@ absl::StatusOr<std::unique_ptr<Cluster>> Cluster::compile(const v1::Cluster& con
   s.no_healthy =
       store->counter("sluice_cluster_upstream_no_healthy_total",
                      "Requests answered 503 because the cluster had no endpoint.", labels);
-  s.lb_panic = store->gauge("sluice_cluster_lb_healthy_panic",
-                            "1 while too few endpoints are healthy and the balancer uses all.",
-                            labels);
+  s.lb_panic =
+      store->gauge("sluice_cluster_lb_healthy_panic",
+                   "1 while too few endpoints are healthy and the balancer uses all.", labels);
   s.lb_panic_rq = store->counter("sluice_cluster_lb_healthy_panic_total",
                                  "Requests balanced over all endpoints in panic mode.", labels);
   s.endpoints_healthy = store->gauge("sluice_cluster_membership_healthy",
@@ -220,8 +220,8 @@ absl::StatusOr<std::unique_ptr<Cluster>> Cluster::compile(const v1::Cluster& con
   hosts.reserve(c.endpoints_.size());
   for (Endpoint& ep : c.endpoints_) {
     ep.healthy = inputs.healthy == nullptr || inputs.healthy(ep);
-    hosts.push_back({.key = ep.name, .weight = ep.weight, .priority = ep.priority,
-                     .healthy = ep.healthy});
+    hosts.push_back(
+        {.key = ep.name, .weight = ep.weight, .priority = ep.priority, .healthy = ep.healthy});
   }
   c.lb_ = LoadBalancer::build(lb, hosts, workers);
   return cluster;

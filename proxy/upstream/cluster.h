@@ -6,8 +6,8 @@
 #include <netinet/in.h>
 #include <sys/socket.h>
 
-#include <cstdint>
 #include <atomic>
+#include <cstdint>
 #include <deque>
 #include <functional>
 #include <memory>
@@ -69,31 +69,31 @@ struct Breakers {
 };
 
 struct ClusterStats {
-  stats::CounterId rq_total;         // requests sent upstream (retries included)
-  stats::CounterId rq_reused;        // ... of which on a pooled keep-alive connection
-  stats::CounterId rq_retry;          // retries: policy retries and stale pooled connections
-  stats::CounterId rq_retry_success;  // requests answered by a retry
-  stats::CounterId rq_retry_overflow;  // retries not made: max_retries or the budget
-  stats::CounterId rq_timeout;         // route timeout expired waiting for the response
-  stats::CounterId rq_per_try_timeout;  // an attempt's per-try timeout expired
-  stats::CounterId rq_idle_timeout;     // the stream moved no bytes for the idle timeout
-  stats::CounterId cx_connect_timeout;  // connects that timed out
-  stats::CounterId rq_overflow;         // 503: max_requests
+  stats::CounterId rq_total;             // requests sent upstream (retries included)
+  stats::CounterId rq_reused;            // ... of which on a pooled keep-alive connection
+  stats::CounterId rq_retry;             // retries: policy retries and stale pooled connections
+  stats::CounterId rq_retry_success;     // requests answered by a retry
+  stats::CounterId rq_retry_overflow;    // retries not made: max_retries or the budget
+  stats::CounterId rq_timeout;           // route timeout expired waiting for the response
+  stats::CounterId rq_per_try_timeout;   // an attempt's per-try timeout expired
+  stats::CounterId rq_idle_timeout;      // the stream moved no bytes for the idle timeout
+  stats::CounterId cx_connect_timeout;   // connects that timed out
+  stats::CounterId rq_overflow;          // 503: max_requests
   stats::CounterId rq_pending_overflow;  // 503: max_pending_requests
   stats::CounterId cx_overflow;          // 503: max_connections
   stats::CounterId rq_mirror;            // copies sent here by request mirroring
   stats::CounterId rq_mirror_failed;     // ... that failed (connect, reset, bad answer)
-  stats::CounterId rq_5xx;           // local 502/503/504 answers caused by this cluster
-  stats::CounterId cx_total;         // connections opened
-  stats::CounterId cx_connect_fail;  // connections refused, reset or timed out while connecting
-  stats::CounterId cx_destroy_idle;  // idle pooled connections the peer closed
-  stats::GaugeId cx_active;          // connections open (busy or idle)
-  stats::GaugeId cx_idle;            // of which idle in a pool
-  stats::HistogramId rq_time;        // request start to response end, seconds
-  stats::CounterId no_healthy;       // requests answered 503: no endpoint
-  stats::GaugeId lb_panic;           // 1 while the balancer is in panic
-  stats::CounterId lb_panic_rq;      // requests balanced in panic mode
-  stats::GaugeId endpoints_healthy;  // endpoints the balancer counts healthy
+  stats::CounterId rq_5xx;               // local 502/503/504 answers caused by this cluster
+  stats::CounterId cx_total;             // connections opened
+  stats::CounterId cx_connect_fail;      // connections refused, reset or timed out while connecting
+  stats::CounterId cx_destroy_idle;      // idle pooled connections the peer closed
+  stats::GaugeId cx_active;              // connections open (busy or idle)
+  stats::GaugeId cx_idle;                // of which idle in a pool
+  stats::HistogramId rq_time;            // request start to response end, seconds
+  stats::CounterId no_healthy;           // requests answered 503: no endpoint
+  stats::GaugeId lb_panic;               // 1 while the balancer is in panic
+  stats::CounterId lb_panic_rq;          // requests balanced in panic mode
+  stats::GaugeId endpoints_healthy;      // endpoints the balancer counts healthy
 };
 
 struct Endpoint {
@@ -112,8 +112,8 @@ struct Endpoint {
   bool healthy = true;  // as the balancer was built: active health check and not ejected
   uint32_t pool_key = 0;
   HostState* state = nullptr;  // outlier counters and ejection (Registry::host)
-  stats::CounterId rq_total;  // per endpoint: /clusters and round-robin tests read it
-  stats::GaugeId rq_active;   // requests in flight, summed over workers
+  stats::CounterId rq_total;   // per endpoint: /clusters and round-robin tests read it
+  stats::GaugeId rq_active;    // requests in flight, summed over workers
   stats::GaugeId cx_active;
 };
 
@@ -134,8 +134,7 @@ class Cluster {
   // generations).
   static absl::StatusOr<std::unique_ptr<Cluster>> compile(const config::v1::Cluster& config,
                                                           const Inputs& inputs, int workers,
-                                                          stats::Store* store,
-                                                          Registry* registry);
+                                                          stats::Store* store, Registry* registry);
   // The same with the config's endpoints, or the assignment's for EDS, all healthy.
   static absl::StatusOr<std::unique_ptr<Cluster>> compile(
       const config::v1::Cluster& config, const config::v1::ClusterLoadAssignment* assignment,

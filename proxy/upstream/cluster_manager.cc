@@ -79,6 +79,9 @@ struct ClusterManager::Entry {
   std::unique_ptr<HealthChecker> health;
   std::unique_ptr<OutlierDetector> outlier;
   std::unique_ptr<DnsRefresher> dns;
+  // The last DNS answers compiled: a refresher started for a changed config has none until its
+  // first round ends, and the cluster keeps these meanwhile.
+  std::vector<ResolvedEndpoint> dns_answers;
   std::shared_ptr<const Cluster> compiled;
   bool dirty = false;
 };
@@ -114,29 +117,34 @@ absl::StatusOr<std::shared_ptr<const Cluster>> ClusterManager::compile(Entry& en
   std::vector<std::string> host_names;
   std::vector<const v1::Endpoint*> endpoints;
   if (config.type() == v1::Cluster::STRICT_DNS) {
-    if (entry.dns != nullptr) {
-      for (const ResolvedEndpoint& r : entry.dns->endpoints()) {
-        v1::Endpoint& e = resolved.emplace_back();
-        e.set_address(r.address);
-        e.set_port(r.port);
-        e.set_weight(r.weight);
-        e.set_priority(r.priority);
-        host_names.push_back(r.host);
-      }
+    // No answer at all (every name failed) keeps the last ones, as a failed refresh does.
+    if (entry.dns != nullptr && entry.dns->resolvedOnce() && !entry.dns->endpoints().empty()) {
+      entry.dns_answers = entry.dns->endpoints();
+    }
+    for (const ResolvedEndpoint& r : entry.dns_answers) {
+      v1::Endpoint& e = resolved.emplace_back();
+      e.set_address(r.address);
+      e.set_port(r.port);
+      e.set_weight(r.weight);
+      e.set_priority(r.priority);
+      host_names.push_back(r.host);
     }
     for (const v1::Endpoint& e : resolved) endpoints.push_back(&e);
   } else {
-    const auto& listed = config.type() == v1::Cluster::EDS ? entry.assignment.endpoints()
-                                                            : config.endpoints();
+    const auto& listed =
+        config.type() == v1::Cluster::EDS ? entry.assignment.endpoints() : config.endpoints();
     for (const v1::Endpoint& e : listed) endpoints.push_back(&e);
   }
   const HealthChecker* health = entry.health.get();
   const bool checked = config.has_health_check();
-  auto healthy = [health, checked](const Endpoint& e) {
+  // An ejection counts only while the cluster has outlier detection: a detector that goes
+  // returns its hosts, and one dropped by this very config has not yet.
+  const bool watched = config.has_outlier_detection();
+  auto healthy = [health, checked, watched](const Endpoint& e) {
     // A checked endpoint without a verdict yet (a new checker) counts as unhealthy, as the
     // checker itself does until its first check passes.
     if (checked && (health == nullptr || !health->healthy(e.name))) return false;
-    return !e.state->ejected;
+    return !(watched && e.state->ejected);
   };
   Cluster::Inputs inputs{
       .endpoints = endpoints,
@@ -155,6 +163,15 @@ absl::StatusOr<std::shared_ptr<const Cluster>> ClusterManager::compile(Entry& en
 
 absl::StatusOr<ClusterManager::ClusterList> ClusterManager::update(
     const config::ConfigSet& config) {
+  auto list = prepare(config);
+  if (list.ok()) commit();
+  return list;
+}
+
+absl::StatusOr<ClusterManager::ClusterList> ClusterManager::prepare(
+    const config::ConfigSet& config) {
+  pending_.clear();
+  pending_list_.clear();
   std::map<std::string, const v1::ClusterLoadAssignment*> assignments;
   for (const auto& a : config.assignments) assignments[a.resource.cluster_name()] = &a.resource;
 
@@ -178,10 +195,12 @@ absl::StatusOr<ClusterManager::ClusterList> ClusterManager::update(
     if (prev != nullptr && prev->bytes == e->bytes && !prev->dirty && prev->compiled != nullptr) {
       e->compiled = prev->compiled;
     } else {
-      // Compiled with the runtime the cluster has now (borrowed, given back below).
+      // Compiled with the runtime the cluster has now (borrowed, given back below), and its
+      // last DNS answers until a changed refresher has its own.
       if (prev != nullptr) {
         e->health = std::move(prev->health);
         if (prev->dns_key == e->dns_key) e->dns = std::move(prev->dns);
+        e->dns_answers = prev->dns_answers;
       }
       auto compiled = compile(*e);
       if (prev != nullptr) {
@@ -191,14 +210,20 @@ absl::StatusOr<ClusterManager::ClusterList> ClusterManager::update(
       if (!compiled.ok()) return compiled.status();
       e->compiled = *std::move(compiled);
     }
+    if (e->dns_answers.empty() && prev != nullptr) e->dns_answers = prev->dns_answers;
     list.push_back(e->compiled);
     next.push_back(std::move(e));
   }
+  pending_ = std::move(next);
+  pending_list_ = list;
+  return list;
+}
 
-  // Then move each cluster's health checks, outlier detection and DNS over to its new config.
+void ClusterManager::commit() {
+  // Move each cluster's health checks, outlier detection and DNS over to its new config.
   std::map<std::string, std::unique_ptr<Entry>> entries;
   order_.clear();
-  for (auto& e : next) {
+  for (auto& e : pending_) {
     const std::string name = e->config.name();
     auto old = entries_.find(name);
     std::unique_ptr<Entry> prev =
@@ -226,10 +251,10 @@ absl::StatusOr<ClusterManager::ClusterList> ClusterManager::update(
                                .priority = ep.priority()});
           }
           const auto& rate = e->config.dns_refresh_rate();
-          absl::Duration refresh = e->config.has_dns_refresh_rate()
-                                       ? absl::Seconds(rate.seconds()) +
-                                             absl::Nanoseconds(rate.nanos())
-                                       : absl::Seconds(5);
+          absl::Duration refresh =
+              e->config.has_dns_refresh_rate()
+                  ? absl::Seconds(rate.seconds()) + absl::Nanoseconds(rate.nanos())
+                  : absl::Seconds(5);
           e->dns = std::make_unique<DnsRefresher>(
               dns_.get(), name, std::move(targets), dnsFamily(e->config.dns_lookup_family()),
               refresh, DnsStats::declare(store_, name), cells_,
@@ -262,9 +287,9 @@ absl::StatusOr<ClusterManager::ClusterList> ClusterManager::update(
         e->outlier = std::move(prev->outlier);
         e->outlier->updateConfig(oc);
       } else {
-        e->outlier = std::make_unique<OutlierDetector>(base_, cells_, oc,
-                                                       declareOutlierStats(store_, name),
-                                                       [this, name] { markDirty(name); });
+        e->outlier =
+            std::make_unique<OutlierDetector>(base_, cells_, oc, declareOutlierStats(store_, name),
+                                              [this, name] { markDirty(name); });
       }
       std::vector<HostState*> hosts;
       std::vector<std::string> names;
@@ -279,8 +304,9 @@ absl::StatusOr<ClusterManager::ClusterList> ClusterManager::update(
   }
   // Removed clusters' runtimes stop here.
   entries_ = std::move(entries);
-  current_ = list;
-  return list;
+  current_ = std::move(pending_list_);
+  pending_.clear();
+  pending_list_.clear();
 }
 
 void ClusterManager::markDirty(const std::string& name) {
@@ -310,8 +336,7 @@ ClusterManager::ClusterList ClusterManager::refresh() {
     e.dirty = false;
     auto compiled = compile(e);
     if (!compiled.ok()) {
-      log::error("cluster '%s': %s; keeping its endpoints", order_[i],
-                 compiled.status().message());
+      log::error("cluster '%s': %s; keeping its endpoints", order_[i], compiled.status().message());
       continue;
     }
     e.compiled = *std::move(compiled);
@@ -356,9 +381,9 @@ std::string ClusterManager::json() const {
       }
       std::string ejection = "null";
       if (e.state->ejected) {
-        ejection = absl::StrCat("{\"reason\":\"", ejectionReasonName(e.state->last_ejection_reason),
-                                "\",\"remaining_seconds\":",
-                                absl::ToDoubleSeconds(e.state->ejected_until - now), "}");
+        ejection = absl::StrCat(
+            "{\"reason\":\"", ejectionReasonName(e.state->last_ejection_reason),
+            "\",\"remaining_seconds\":", absl::ToDoubleSeconds(e.state->ejected_until - now), "}");
       }
       eps.push_back(absl::StrCat(
           "{\"address\":", jsonString(e.name),
@@ -366,8 +391,8 @@ std::string ClusterManager::json() const {
           ",\"weight\":", e.weight, ",\"priority\":", e.priority, ",\"health\":\"",
           e.healthy ? "healthy" : "unhealthy", "\",\"active_health_check\":", active_hc,
           ",\"ejected\":", e.state->ejected ? "true" : "false", ",\"ejection\":", ejection,
-          ",\"times_ejected\":", e.state->times_ejected,
-          ",\"rq_active\":", store_->value(e.rq_active), ",\"rq_total\":", store_->value(e.rq_total),
+          ",\"times_ejected\":", e.state->times_ejected, ",\"rq_active\":",
+          store_->value(e.rq_active), ",\"rq_total\":", store_->value(e.rq_total),
           ",\"cx_active\":", store_->value(e.cx_active), "}"));
     }
     const ClusterStats& s = c.stats();

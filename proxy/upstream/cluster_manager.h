@@ -36,10 +36,14 @@ class ClusterManager {
   ClusterManager(const ClusterManager&) = delete;
   ClusterManager& operator=(const ClusterManager&) = delete;
 
-  // Compiles the clusters of a validated config, in its order. A cluster whose config (and
-  // assignment) is unchanged and whose hosts did not change is shared with the current list.
-  // On error nothing changes; on success the result is current and the health checks, outlier
-  // detectors and DNS refreshers follow the new config.
+  // Compiles the clusters of a validated config, in its order, changing nothing yet: a cluster
+  // whose config (and assignment) is unchanged and whose hosts did not change is shared with
+  // the current list. commit() makes the result current and moves the health checks, outlier
+  // detectors and DNS refreshers over to the new config; another prepare() drops it. The
+  // server commits only once the rest of the generation compiled too.
+  absl::StatusOr<ClusterList> prepare(const config::ConfigSet& config);
+  void commit();
+  // prepare() and commit() in one.
   absl::StatusOr<ClusterList> update(const config::ConfigSet& config);
   // Compiles again the clusters whose hosts changed since the last update() or refresh().
   ClusterList refresh();
@@ -74,6 +78,9 @@ class ClusterManager {
   std::map<std::string, std::unique_ptr<Entry>> entries_;
   std::vector<std::string> order_;  // cluster names in the config's order
   ClusterList current_;
+  // What prepare() compiled, waiting for commit().
+  std::vector<std::unique_ptr<Entry>> pending_;
+  ClusterList pending_list_;
 };
 
 }  // namespace sluice::upstream

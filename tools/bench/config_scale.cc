@@ -45,9 +45,9 @@ double median(std::vector<double> v) {
 
 // What the proxy's apply() compiles: every cluster (as the cluster manager does for a new
 // config) and the generation around them.
-absl::StatusOr<std::shared_ptr<sluice::server::Generation>> compileAll(const sluice::config::ConfigSet& config,
-                                                               int workers, sluice::stats::Store* store,
-                                                               sluice::upstream::Registry* registry) {
+absl::StatusOr<std::shared_ptr<sluice::server::Generation>> compileAll(
+    const sluice::config::ConfigSet& config, int workers, sluice::stats::Store* store,
+    sluice::upstream::Registry* registry) {
   std::map<std::string, const sluice::config::v1::ClusterLoadAssignment*> assignments;
   for (const auto& a : config.assignments) assignments[a.resource.cluster_name()] = &a.resource;
   std::vector<std::shared_ptr<const sluice::upstream::Cluster>> clusters;

@@ -1065,7 +1065,6 @@ TEST(RouteTableErrorTest, InvalidRegexes) {
   }
 }
 
-
 TEST(RouteTableCookieTest, FindCookieParsesAHeaderValue) {
   std::string_view v;
   EXPECT_TRUE(findCookie("a=1; canary=yes; b=2", "canary", &v));
@@ -1112,7 +1111,8 @@ TEST(RouteTableTrafficTest, RoutesWithoutTrafficSettingsCarryNoPolicy) {
 }
 
 TEST(RouteTableTrafficTest, RetryPolicyDefaultsAndConditions) {
-  auto table = oneAction(R"(route { cluster: "users" retry_policy { retry_on: "gateway-error" } })");
+  auto table =
+      oneAction(R"(route { cluster: "users" retry_policy { retry_on: "gateway-error" } })");
   ASSERT_NE(table, nullptr);
   const Route& r = onlyRoute(*table);
   ASSERT_NE(r.traffic, nullptr);
@@ -1216,7 +1216,8 @@ TEST(RouteTableTrafficTest, MirrorToAnUnknownClusterFails) {
                route { cluster: "users" request_mirror_policies { cluster: "nope" } } }
     })");
   ASSERT_FALSE(table.ok());
-  EXPECT_THAT(std::string(table.status().message()), HasSubstr("mirrors to unknown cluster 'nope'"));
+  EXPECT_THAT(std::string(table.status().message()),
+              HasSubstr("mirrors to unknown cluster 'nope'"));
 }
 
 }  // namespace

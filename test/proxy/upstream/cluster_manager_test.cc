@@ -119,15 +119,18 @@ class ClusterManagerTest : public ::testing::Test {
 
 TEST_F(ClusterManagerTest, UnchangedClustersAreSharedAcrossUpdatesAndChangedOnesCompiled) {
   start();
-  const std::string web = R"pb(name: "web" endpoints { address: "127.0.0.1" port: 81 })pb";
+  const std::string web = R"pb(name: "web"
+                               endpoints { address: "127.0.0.1" port: 81 })pb";
   const std::string api = R"pb(name: "api" type: EDS)pb";
-  auto first = update(configOf({web, api}, {R"pb(cluster_name: "api"
-                                                  endpoints { address: "127.0.0.1" port: 82 })pb"}));
+  auto first =
+      update(configOf({web, api}, {R"pb(cluster_name: "api"
+                                        endpoints { address: "127.0.0.1" port: 82 })pb"}));
   ASSERT_EQ(first.size(), 2u);
   // An EDS-only change: the other cluster is the very same object.
-  auto second = update(configOf({web, api}, {R"pb(cluster_name: "api"
-                                                   endpoints { address: "127.0.0.1" port: 82 }
-                                                   endpoints { address: "127.0.0.1" port: 83 })pb"}));
+  auto second =
+      update(configOf({web, api}, {R"pb(cluster_name: "api"
+                                        endpoints { address: "127.0.0.1" port: 82 }
+                                        endpoints { address: "127.0.0.1" port: 83 })pb"}));
   ASSERT_EQ(second.size(), 2u);
   EXPECT_EQ(second[0], first[0]);
   EXPECT_NE(second[1], first[1]);
@@ -144,12 +147,18 @@ TEST_F(ClusterManagerTest, ActiveHealthCheckMarksADeadEndpointUnhealthy) {
   start();
   Listening up;
   const int down = closedPort();
-  auto list = update(configOf({absl::StrCat(R"pb(
-    name: "web"
-    health_check { interval { nanos: 20000000 } timeout { nanos: 20000000 } tcp {} }
-    endpoints { address: "127.0.0.1" port: )pb",
-                                            up.port(), R"pb( }
-    endpoints { address: "127.0.0.1" port: )pb", down, " }")}));
+  auto list =
+      update(configOf({absl::StrCat(R"pb(
+                                      name: "web"
+                                      health_check {
+                                        interval { nanos: 20000000 }
+                                        timeout { nanos: 20000000 }
+                                        tcp {}
+                                      }
+                                      endpoints { address: "127.0.0.1" port:)pb",
+                                    up.port(), R"pb(}
+                                                    endpoints { address: "127.0.0.1" port: )pb",
+                                    down, " }")}));
   ASSERT_EQ(list.size(), 1u);
   // Before any verdict every endpoint is pending (unhealthy) and the balancer panics.
   EXPECT_FALSE(list[0]->endpoints()[0].healthy);
@@ -160,7 +169,8 @@ TEST_F(ClusterManagerTest, ActiveHealthCheckMarksADeadEndpointUnhealthy) {
   const Cluster& c = *manager_->current()[0];
   // One of two healthy is 70% health with overprovisioning, above the 50% panic threshold.
   EXPECT_FALSE(c.panic());
-  for (int i = 0; i < 20; ++i) EXPECT_EQ(c.pick(0, i, [](size_t) { return 0u; }), &c.endpoints()[0]);
+  for (int i = 0; i < 20; ++i)
+    EXPECT_EQ(c.pick(0, i, [](size_t) { return 0u; }), &c.endpoints()[0]);
   std::string json = manager_->json();
   EXPECT_THAT(json, HasSubstr("\"active_health_check\":\"healthy\""));
   EXPECT_THAT(json, HasSubstr("\"active_health_check\":\"unhealthy\""));
@@ -169,15 +179,15 @@ TEST_F(ClusterManagerTest, ActiveHealthCheckMarksADeadEndpointUnhealthy) {
 TEST_F(ClusterManagerTest, OutlierEjectionRecompilesTheClusterAndTheEndpointReturns) {
   start();
   auto list = update(configOf({R"pb(
-    name: "web"
-    outlier_detection {
-      consecutive_gateway_failure: 2
-      base_ejection_time { nanos: 300000000 }
-      max_ejection_percent: 50
-    }
-    endpoints { address: "127.0.0.1" port: 81 }
-    endpoints { address: "127.0.0.1" port: 82 }
-  )pb"}));
+                                 name: "web"
+                                 outlier_detection {
+                                   consecutive_gateway_failure: 2
+                                   base_ejection_time { nanos: 300000000 }
+                                   max_ejection_percent: 50
+                                 }
+                                 endpoints { address: "127.0.0.1" port: 81 }
+                                 endpoints { address: "127.0.0.1" port: 82 }
+                               )pb"}));
   ASSERT_EQ(list.size(), 1u);
   const Cluster& c = *list[0];
   ASSERT_NE(c.outlier(), nullptr);
@@ -206,11 +216,11 @@ TEST_F(ClusterManagerTest, DnsClusterTakesItsEndpointsFromTheAnswers) {
   const std::string resolv = dir + "/cluster_manager_no_resolv.conf";  // none: hosts files only
   start(ResolverOptions{.hosts_file = hosts, .resolv_conf = resolv});
   auto list = update(configOf({R"pb(
-    name: "web"
-    type: STRICT_DNS
-    dns_refresh_rate { nanos: 100000000 }
-    endpoints { address: "web.sluice.test" port: 8080 weight: 2 }
-  )pb"}));
+                                 name: "web"
+                                 type: STRICT_DNS
+                                 dns_refresh_rate { nanos: 100000000 }
+                                 endpoints { address: "web.sluice.test" port: 8080 weight: 2 }
+                               )pb"}));
   ASSERT_EQ(list.size(), 1u);
   EXPECT_TRUE(list[0]->endpoints().empty());  // until the first answer
   ASSERT_TRUE(refreshUntil(
@@ -223,14 +233,90 @@ TEST_F(ClusterManagerTest, DnsClusterTakesItsEndpointsFromTheAnswers) {
   EXPECT_THAT(manager_->json(), HasSubstr("\"host\":\"web.sluice.test\""));
 }
 
+TEST_F(ClusterManagerTest, ChangingHowANameResolvesKeepsTheLastAnswersMeanwhile) {
+  const std::string dir = ::testing::TempDir();
+  const std::string hosts = dir + "/cluster_manager_hosts_keep";
+  std::ofstream(hosts) << "127.0.0.2 api.sluice.test\n127.0.0.3 api.sluice.test\n";
+  start(ResolverOptions{.hosts_file = hosts, .resolv_conf = dir + "/no_resolv.conf"});
+  auto config = [](int refresh_ms) {
+    return absl::StrCat(R"pb(
+                          name: "api"
+                          type: STRICT_DNS
+                          dns_refresh_rate { nanos:)pb",
+                        refresh_ms * 1000000, R"pb(}
+                                                   endpoints { address: "api.sluice.test" port: 80 }
+    )pb");
+  };
+  update(configOf({config(100)}));
+  ASSERT_TRUE(refreshUntil(
+      [](const ClusterManager::ClusterList& l) { return l[0]->endpoints().size() == 2; }));
+  // A new refresher (another rate) has no answer yet: the cluster keeps the two endpoints.
+  auto list = update(configOf({config(200)}));
+  ASSERT_EQ(list.size(), 1u);
+  EXPECT_EQ(list[0]->endpoints().size(), 2u);
+}
+
+TEST_F(ClusterManagerTest, DroppingOutlierDetectionReturnsAnEjectedEndpoint) {
+  start();
+  const std::string with = R"pb(
+    name: "web"
+    outlier_detection {
+      consecutive_gateway_failure: 1
+      base_ejection_time { seconds: 300 }
+    }
+    endpoints { address: "127.0.0.1" port: 81 }
+    endpoints { address: "127.0.0.1" port: 82 }
+  )pb";
+  auto list = update(configOf({with}));
+  const Cluster& c = *list[0];
+  recordOutcome(c.endpoints()[0].state, *c.outlier(), Outcome::kGatewayFailure, c.outlierWakeFd());
+  ASSERT_TRUE(refreshUntil(
+      [](const ClusterManager::ClusterList& l) { return !l[0]->endpoints()[0].healthy; }));
+  auto without = update(configOf({R"pb(
+                                    name: "web"
+                                    endpoints { address: "127.0.0.1" port: 81 }
+                                    endpoints { address: "127.0.0.1" port: 82 }
+                                  )pb"}));
+  ASSERT_EQ(without.size(), 1u);
+  EXPECT_TRUE(without[0]->endpoints()[0].healthy);
+  EXPECT_FALSE(without[0]->endpoints()[0].state->ejected);
+}
+
+TEST_F(ClusterManagerTest, PrepareChangesNothingUntilCommit) {
+  start();
+  const std::string one = R"pb(name: "web"
+                               endpoints { address: "127.0.0.1" port: 81 })pb";
+  auto first = update(configOf({one}));
+  Listening up;
+  auto prepared =
+      manager_->prepare(configOf({absl::StrCat(R"pb(
+                                                 name: "web"
+                                                 health_check {
+                                                   interval { seconds: 1 }
+                                                   timeout { seconds: 1 }
+                                                   tcp {}
+                                                 }
+                                                 endpoints { address: "127.0.0.1" port:)pb",
+                                               up.port(), " }")}));
+  ASSERT_TRUE(prepared.ok());
+  EXPECT_EQ(manager_->current(), first);
+  EXPECT_THAT(manager_->json(), HasSubstr("\"active_health_check\":\"none\""));
+  // A second prepare replaces the first, which is never committed.
+  auto again = manager_->prepare(configOf({one}));
+  ASSERT_TRUE(again.ok());
+  manager_->commit();
+  EXPECT_EQ(manager_->current()[0], first[0]);
+  EXPECT_THAT(manager_->json(), HasSubstr("\"active_health_check\":\"none\""));
+}
+
 TEST_F(ClusterManagerTest, JsonShowsPolicyBreakersAndEndpoints) {
   start();
   update(configOf({R"pb(
-    name: "web"
-    lb_policy: MAGLEV
-    circuit_breakers { max_requests: 10 }
-    endpoints { address: "127.0.0.1" port: 81 weight: 3 priority: 1 }
-  )pb"}));
+                     name: "web"
+                     lb_policy: MAGLEV
+                     circuit_breakers { max_requests: 10 }
+                     endpoints { address: "127.0.0.1" port: 81 weight: 3 priority: 1 }
+                   )pb"}));
   std::string json = manager_->json();
   EXPECT_THAT(json, HasSubstr("\"lb_policy\":\"MAGLEV\""));
   EXPECT_THAT(json, HasSubstr("\"circuit_breakers\":{\"rq_active\":0"));
