@@ -1204,5 +1204,66 @@ virtual_hosts:
   EXPECT_EQ(clusterMetric("sluice_cluster_upstream_rq_idle_timeout_total", "up"), 1);
 }
 
+// --- Mirroring -----------------------------------------------------------------------------------
+
+constexpr char kMirrorConfig[] = R"(
+kind: Cluster
+name: primary
+endpoints: [{address: 127.0.0.1, port: {primary}}]
+---
+kind: Cluster
+name: shadow
+endpoints: [{address: 127.0.0.1, port: {shadow}}]
+---
+kind: RouteConfiguration
+name: main
+virtual_hosts:
+  - name: default
+    domains: ["*"]
+    routes:
+      - match: {prefix: /}
+        route:
+          cluster: primary
+          request_mirror_policies: [{cluster: shadow}]
+)";
+
+TEST_F(TrafficTest, MirroringCopiesRequestsAndNeverFailsThePrimary) {
+  Echo* primary = startEcho("primary");
+  Echo* shadow = startEcho("shadow");
+  ASSERT_TRUE(primary && shadow);
+  ASSERT_NO_FATAL_FAILURE(startProxy(kMirrorConfig));
+  const std::string body = uploadBody(5000);
+  {
+    auto c = connect();
+    ASSERT_NE(c, nullptr);
+    for (int i = 0; i < 10; ++i) {
+      HttpResponse r = answer(*c, get(absl::StrCat("/copy/", i)));
+      EXPECT_EQ(r.status, 200);
+      EXPECT_EQ(r.header("x-echo-name"), "primary");
+    }
+    EXPECT_TRUE(echoedBody(answer(*c, request("POST", "/copy/post", "", body)), body));
+  }
+  // Every request, the POST's body included, reached the shadow as well.
+  EXPECT_TRUE(waitFor(absl::Seconds(5), [&] { return shadow->requests() == 11; }))
+      << shadow->requests();
+  EXPECT_EQ(primary->requests(), 11);
+  EXPECT_EQ(counterOnceAtLeast("sluice_cluster_upstream_rq_mirror_total", "shadow", 11), 11);
+  EXPECT_EQ(clusterMetric("sluice_cluster_upstream_rq_mirror_failed_total", "shadow"), 0);
+
+  // The shadow goes away: the primary answers every request as before.
+  ASSERT_EQ(shadow->stop(), 0);
+  auto c = connect();
+  ASSERT_NE(c, nullptr);
+  for (int i = 0; i < 10; ++i) {
+    HttpResponse r = answer(*c, get(absl::StrCat("/down/", i)));
+    EXPECT_EQ(r.status, 200);
+    EXPECT_EQ(r.header("x-echo-name"), "primary");
+  }
+  EXPECT_TRUE(echoedBody(answer(*c, request("POST", "/down/post", "", body)), body));
+  EXPECT_EQ(primary->requests(), 22);
+  EXPECT_GE(counterOnceAtLeast("sluice_cluster_upstream_rq_mirror_failed_total", "shadow", 1), 1);
+  EXPECT_EQ(clusterMetric("sluice_cluster_upstream_rq_local_5xx_total", "primary"), 0);
+}
+
 }  // namespace
 }  // namespace sluice::testing
