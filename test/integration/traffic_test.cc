@@ -542,6 +542,18 @@ kind: Cluster
 name: nopolicy
 endpoints: [{address: 127.0.0.1, port: {failing}}, {address: 127.0.0.1, port: {ok}}]
 ---
+# A retry budget of nothing: no retry is ever in the budget.
+kind: Cluster
+name: nobudget
+circuit_breakers: {retry_budget: {budget_percent: 0, min_retry_concurrency: 0}}
+endpoints: [{address: 127.0.0.1, port: {failing}}, {address: 127.0.0.1, port: {ok}}]
+---
+# The default budget: 20% of requests in flight, but always 3 retries.
+kind: Cluster
+name: budget
+circuit_breakers: {retry_budget: {}}
+endpoints: [{address: 127.0.0.1, port: {failing}}, {address: 127.0.0.1, port: {ok}}]
+---
 kind: RouteConfiguration
 name: main
 virtual_hosts:
@@ -570,6 +582,14 @@ virtual_hosts:
           retry_policy: {retry_on: [5xx]}
       - match: {prefix: /nopolicy}
         route: {cluster: nopolicy}
+      - match: {prefix: /nobudget}
+        route:
+          cluster: nobudget
+          retry_policy: {retry_on: [5xx]}
+      - match: {prefix: /budget}
+        route:
+          cluster: budget
+          retry_policy: {retry_on: [5xx]}
 )"));
   constexpr int kRequests = 20;
   // Answers by status, per route.
@@ -578,7 +598,7 @@ virtual_hosts:
     for (int i = 0; i < kRequests; ++i) ++count[send(get(absl::StrCat(route, "/", i))).status];
     return count;
   };
-  for (absl::string_view retried : {"any5xx", "listed503"}) {
+  for (absl::string_view retried : {"any5xx", "listed503", "budget"}) {
     SCOPED_TRACE(retried);
     EXPECT_EQ(statuses(absl::StrCat("/", retried)), (std::map<int, int>{{200, kRequests}}));
     const double successes =
@@ -591,7 +611,7 @@ virtual_hosts:
   for (int i = 0; i < 6; ++i) {
     EXPECT_TRUE(echoedBody(send(request("POST", absl::StrCat("/post/", i), "", body)), body)) << i;
   }
-  for (absl::string_view passed_on : {"listed500", "noretries", "nopolicy"}) {
+  for (absl::string_view passed_on : {"listed500", "noretries", "nopolicy", "nobudget"}) {
     SCOPED_TRACE(passed_on);
     std::map<int, int> count = statuses(absl::StrCat("/", passed_on));
     EXPECT_GT(count[503], 0);
@@ -601,6 +621,8 @@ virtual_hosts:
   }
   // The circuit breaker's max_retries: 0 refused each retry the policy asked for.
   EXPECT_GT(clusterMetric("sluice_cluster_upstream_rq_retry_overflow_total", "noretries"), 0);
+  EXPECT_GT(clusterMetric("sluice_cluster_upstream_rq_retry_overflow_total", "nobudget"), 0);
+  EXPECT_EQ(clusterMetric("sluice_cluster_upstream_rq_retry_overflow_total", "budget"), 0);
 }
 
 TEST_F(TrafficTest, RetriesAfterAConnectionClosedUnanswered) {
