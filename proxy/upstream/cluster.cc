@@ -154,13 +154,23 @@ absl::StatusOr<std::unique_ptr<Cluster>> Cluster::compile(const v1::Cluster& con
                      "Requests whose stream moved no bytes for the idle timeout.", labels);
   s.cx_connect_timeout = store->counter("sluice_cluster_upstream_cx_connect_timeout_total",
                                         "Upstream connects that timed out.", labels);
-  s.rq_overflow = store->counter("sluice_cluster_upstream_rq_overflow_total",
-                                 "Requests answered 503: circuit breaker max_requests.", labels);
-  s.rq_pending_overflow =
-      store->counter("sluice_cluster_upstream_rq_pending_overflow_total",
-                     "Requests answered 503: circuit breaker max_pending_requests.", labels);
-  s.cx_overflow = store->counter("sluice_cluster_upstream_cx_overflow_total",
-                                 "Requests answered 503: circuit breaker max_connections.", labels);
+  // Metrics of what a cluster may not have (a breaker, health checking) exist only where it has
+  // it: a series costs every cluster of a large config its cells on every thread.
+  const Breakers& b = c.breakers_;
+  if (b.max_requests != Breakers::kUnlimited) {
+    s.rq_overflow = store->counter("sluice_cluster_upstream_rq_overflow_total",
+                                   "Requests answered 503: circuit breaker max_requests.", labels);
+  }
+  if (b.max_pending != Breakers::kUnlimited) {
+    s.rq_pending_overflow =
+        store->counter("sluice_cluster_upstream_rq_pending_overflow_total",
+                       "Requests answered 503: circuit breaker max_pending_requests.", labels);
+  }
+  if (b.max_connections != Breakers::kUnlimited) {
+    s.cx_overflow =
+        store->counter("sluice_cluster_upstream_cx_overflow_total",
+                       "Requests answered 503: circuit breaker max_connections.", labels);
+  }
   s.rq_mirror = store->counter("sluice_cluster_upstream_rq_mirror_total",
                                "Mirrored copies of requests sent to this cluster.", labels);
   s.rq_mirror_failed =
@@ -185,13 +195,16 @@ absl::StatusOr<std::unique_ptr<Cluster>> Cluster::compile(const v1::Cluster& con
   s.no_healthy =
       store->counter("sluice_cluster_upstream_no_healthy_total",
                      "Requests answered 503 because the cluster had no endpoint.", labels);
-  s.lb_panic =
-      store->gauge("sluice_cluster_lb_healthy_panic",
-                   "1 while too few endpoints are healthy and the balancer uses all.", labels);
-  s.lb_panic_rq = store->counter("sluice_cluster_lb_healthy_panic_total",
-                                 "Requests balanced over all endpoints in panic mode.", labels);
-  s.endpoints_healthy = store->gauge("sluice_cluster_membership_healthy",
-                                     "Endpoints the balancer counts as healthy.", labels);
+  // Endpoints are unhealthy only by an active health check or an ejection.
+  if (config.has_health_check() || config.has_outlier_detection()) {
+    s.lb_panic =
+        store->gauge("sluice_cluster_lb_healthy_panic",
+                     "1 while too few endpoints are healthy and the balancer uses all.", labels);
+    s.lb_panic_rq = store->counter("sluice_cluster_lb_healthy_panic_total",
+                                   "Requests balanced over all endpoints in panic mode.", labels);
+    s.endpoints_healthy = store->gauge("sluice_cluster_membership_healthy",
+                                       "Endpoints the balancer counts as healthy.", labels);
+  }
 
   c.endpoints_.reserve(endpoints.size());
   for (const v1::Endpoint* e : endpoints) {

@@ -69,15 +69,16 @@ struct Breakers {
 };
 
 struct ClusterStats {
-  stats::CounterId rq_total;             // requests sent upstream (retries included)
-  stats::CounterId rq_reused;            // ... of which on a pooled keep-alive connection
-  stats::CounterId rq_retry;             // retries: policy retries and stale pooled connections
-  stats::CounterId rq_retry_success;     // requests answered by a retry
-  stats::CounterId rq_retry_overflow;    // retries not made: max_retries or the budget
-  stats::CounterId rq_timeout;           // route timeout expired waiting for the response
-  stats::CounterId rq_per_try_timeout;   // an attempt's per-try timeout expired
-  stats::CounterId rq_idle_timeout;      // the stream moved no bytes for the idle timeout
-  stats::CounterId cx_connect_timeout;   // connects that timed out
+  stats::CounterId rq_total;            // requests sent upstream (retries included)
+  stats::CounterId rq_reused;           // ... of which on a pooled keep-alive connection
+  stats::CounterId rq_retry;            // retries: policy retries and stale pooled connections
+  stats::CounterId rq_retry_success;    // requests answered by a retry
+  stats::CounterId rq_retry_overflow;   // retries not made: max_retries or the budget
+  stats::CounterId rq_timeout;          // route timeout expired waiting for the response
+  stats::CounterId rq_per_try_timeout;  // an attempt's per-try timeout expired
+  stats::CounterId rq_idle_timeout;     // the stream moved no bytes for the idle timeout
+  stats::CounterId cx_connect_timeout;  // connects that timed out
+  // The next three exist only for the limits the cluster sets (invalid ids otherwise).
   stats::CounterId rq_overflow;          // 503: max_requests
   stats::CounterId rq_pending_overflow;  // 503: max_pending_requests
   stats::CounterId cx_overflow;          // 503: max_connections
@@ -91,9 +92,10 @@ struct ClusterStats {
   stats::GaugeId cx_idle;                // of which idle in a pool
   stats::HistogramId rq_time;            // request start to response end, seconds
   stats::CounterId no_healthy;           // requests answered 503: no endpoint
-  stats::GaugeId lb_panic;               // 1 while the balancer is in panic
-  stats::CounterId lb_panic_rq;          // requests balanced in panic mode
-  stats::GaugeId endpoints_healthy;      // endpoints the balancer counts healthy
+  // The next three exist only with health checks or outlier detection (invalid otherwise).
+  stats::GaugeId lb_panic;           // 1 while the balancer is in panic
+  stats::CounterId lb_panic_rq;      // requests balanced in panic mode
+  stats::GaugeId endpoints_healthy;  // endpoints the balancer counts healthy
 };
 
 struct Endpoint {

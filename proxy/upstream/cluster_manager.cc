@@ -156,8 +156,10 @@ absl::StatusOr<std::shared_ptr<const Cluster>> ClusterManager::compile(Entry& en
   const Cluster& c = **cluster;
   int64_t healthy_count = 0;
   for (const Endpoint& e : c.endpoints()) healthy_count += e.healthy ? 1 : 0;
-  cells_->gaugeSet(c.stats().endpoints_healthy, healthy_count);
-  cells_->gaugeSet(c.stats().lb_panic, c.panic() ? 1 : 0);
+  if (c.stats().lb_panic.valid()) {
+    cells_->gaugeSet(c.stats().endpoints_healthy, healthy_count);
+    cells_->gaugeSet(c.stats().lb_panic, c.panic() ? 1 : 0);
+  }
   return std::shared_ptr<const Cluster>(*std::move(cluster));
 }
 
