@@ -23,9 +23,9 @@ struct ListenerStats {
   stats::HistogramId rq_time;
   stats::CounterId cx_total;
   stats::GaugeId cx_active;
-  stats::CounterId cx_overflow;  // refused: max_connections reached
-  stats::CounterId rq_rejected;  // malformed requests answered 4xx and closed
-  stats::CounterId rq_timeout;   // request heads not received in time (408)
+  stats::CounterId cx_overflow;   // refused: max_connections reached
+  stats::CounterId rq_rejected;   // malformed requests answered 4xx and closed
+  stats::CounterId rq_timeout;    // request heads not received in time (408)
   stats::CounterId fault_delays;  // requests delayed by a route's fault injection
   stats::CounterId fault_aborts;  // requests answered by a route's fault injection
 };

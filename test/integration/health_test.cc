@@ -28,6 +28,7 @@
 #include "google/protobuf/struct.pb.h"
 #include "google/protobuf/util/json_util.h"
 #include "gtest/gtest.h"
+#include "test/integration/echo.h"
 #include "test/integration/http_client.h"
 #include "test/integration/process.h"
 
@@ -35,53 +36,9 @@ namespace sluice::testing {
 namespace {
 
 constexpr char kSluice[] = "proxy/server/sluice";
-constexpr char kEcho[] = "tools/echo/sluice-echo";
 constexpr char kCp[] = "control-plane/sluice-cp";
 
 // --- Helpers ----------------------------------------------------------------------------------
-
-// One sluice-echo process on `ip`; it can be stopped and started again on the same port.
-class Echo {
- public:
-  Echo(std::string name, std::string ip) : name_(std::move(name)), ip_(std::move(ip)) {}
-
-  // Starts on `port` (0: any free port) answering `status`, and waits for its "listening on" line.
-  bool start(int port = 0, int status = 200) {
-    process_ = std::make_unique<Process>(
-        kEcho,
-        std::vector<std::string>{"--listen", absl::StrCat(ip_, ":", port), "--name", name_,
-                                 "--status", absl::StrCat(status)},
-        absl::StrCat("echo-", name_));
-    const std::string prefix = absl::StrCat("listening on ", ip_, ":");
-    int bound = 0;
-    bool ok = waitFor(absl::Seconds(10), [&] {
-      std::string log = process_->log();
-      size_t at = log.find(prefix);
-      if (at == std::string::npos) return false;
-      size_t eol = log.find('\n', at);
-      if (eol == std::string::npos) return false;
-      return absl::SimpleAtoi(log.substr(at + prefix.size(), eol - at - prefix.size()), &bound);
-    });
-    if (!ok || bound <= 0) return false;
-    port_ = bound;
-    return true;
-  }
-  // SIGTERM; true once it exited.
-  bool stop() { return process_ == nullptr || process_->stop(SIGTERM) != -1; }
-  // Stops it and starts it again on the same port.
-  bool restart(int status = 200) { return stop() && start(port_, status); }
-
-  int port() const { return port_; }
-  // The endpoint's name in the proxy's /clusters.
-  std::string address() const { return absl::StrCat(ip_, ":", port_); }
-  std::string log() const { return process_ != nullptr ? process_->log() : ""; }
-
- private:
-  std::string name_;
-  std::string ip_;
-  int port_ = 0;
-  std::unique_ptr<Process> process_;
-};
 
 // A keep-alive client connection to the proxy, opened again after a failure or a close.
 class Client {
@@ -536,7 +493,7 @@ TEST_F(HealthTest, HttpHealthCheckTakesA500EndpointOutAndBringsItBack) {
       metric("sluice_cluster_health_check_failure_total", status_failures);
   ASSERT_GE(failures_before, 0);
   // b answers everything, /healthz included, with 500.
-  ASSERT_TRUE(echo("b").restart(500)) << echo("b").log();
+  ASSERT_TRUE(echo("b").restart({"--status", "500"})) << echo("b").log();
   EXPECT_TRUE(waitFor(absl::Seconds(10), [&] {
     EndpointView b = endpoint("checked", "b");
     return b.active_health_check == "unhealthy" && b.health == "unhealthy" &&
@@ -548,7 +505,7 @@ TEST_F(HealthTest, HttpHealthCheckTakesA500EndpointOutAndBringsItBack) {
   EXPECT_EQ(during["a"], 30) << describe(during);
 
   // Healthy again after two passed checks, and balanced to again.
-  ASSERT_TRUE(echo("b").restart(200)) << echo("b").log();
+  ASSERT_TRUE(echo("b").restart()) << echo("b").log();
   ASSERT_NO_FATAL_FAILURE(waitAllHealthy("checked", 2));
   std::map<std::string, int> after = spread(client, "/after", 20);
   EXPECT_GT(after["b"], 0) << describe(after);

@@ -214,4 +214,28 @@ std::string chunkedBody(absl::string_view body, size_t piece) {
   return out;
 }
 
+bool readRequestHead(int fd, std::string* buf, std::string* head) {
+  size_t end;
+  while ((end = buf->find("\r\n\r\n")) == std::string::npos) {
+    char data[16384];
+    ssize_t n = recv(fd, data, sizeof data, 0);
+    if (n < 0 && errno == EINTR) continue;
+    if (n <= 0) return false;
+    buf->append(data, n);
+  }
+  *head = buf->substr(0, end + 4);
+  buf->erase(0, end + 4);
+  return true;
+}
+
+bool sendAll(int fd, absl::string_view bytes) {
+  while (!bytes.empty()) {
+    ssize_t n = ::send(fd, bytes.data(), bytes.size(), MSG_NOSIGNAL);
+    if (n < 0 && errno == EINTR) continue;
+    if (n <= 0) return false;
+    bytes.remove_prefix(n);
+  }
+  return true;
+}
+
 }  // namespace sluice::testing

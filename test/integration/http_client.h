@@ -60,6 +60,12 @@ class HttpConnection {
   size_t pos_ = 0;
 };
 
+// For tests that play an upstream on a raw socket: reads one request head from `fd` into
+// `*head`, keeping what follows it in `*buf`; false if the connection ended first.
+bool readRequestHead(int fd, std::string* buf, std::string* head);
+// Writes all of `bytes` to `fd` (blocking); false if the connection failed.
+bool sendAll(int fd, absl::string_view bytes);
+
 // `body` in chunked transfer coding, in pieces of `piece` bytes, with the last chunk.
 std::string chunkedBody(absl::string_view body, size_t piece);
 

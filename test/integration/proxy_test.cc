@@ -34,6 +34,7 @@
 #include "absl/time/clock.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
+#include "test/integration/echo.h"
 #include "test/integration/http_client.h"
 #include "test/integration/process.h"
 
@@ -43,7 +44,6 @@ namespace {
 using ::testing::HasSubstr;
 
 constexpr char kSluice[] = "proxy/server/sluice";
-constexpr char kEcho[] = "tools/echo/sluice-echo";
 
 constexpr size_t kMiB = 1024 * 1024;
 
@@ -276,67 +276,6 @@ std::optional<Echoed> parseEcho(const std::string& body) {
   if (e.body_sha256.size() != 64) return std::nullopt;
   return e;
 }
-
-// The integer after "key": in a flat JSON object, or -1.
-int64_t jsonInt(const std::string& json, const std::string& key) {
-  size_t at = json.find(absl::StrCat("\"", key, "\":"));
-  if (at == std::string::npos) return -1;
-  at += key.size() + 3;
-  while (at < json.size() && json[at] == ' ') ++at;
-  size_t end = at;
-  while (end < json.size() && absl::ascii_isdigit(json[end])) ++end;
-  int64_t v = -1;
-  if (!absl::SimpleAtoi(json.substr(at, end - at), &v)) return -1;
-  return v;
-}
-
-struct EchoStats {
-  int64_t requests = -1;
-  int64_t connections_accepted = -1;
-};
-
-// One sluice-echo process.
-class Echo {
- public:
-  explicit Echo(std::string name) : name_(std::move(name)) {}
-
-  // Starts on `port` (0: any free port) and waits for its "listening on" line.
-  bool start(int port = 0) {
-    process_ = std::make_unique<Process>(
-        kEcho,
-        std::vector<std::string>{"--listen", absl::StrCat("127.0.0.1:", port), "--name", name_},
-        absl::StrCat("echo-", name_));
-    bool ok = waitFor(absl::Seconds(10), [&] {
-      std::string log = process_->log();
-      size_t at = log.find("listening on 127.0.0.1:");
-      if (at == std::string::npos) return false;
-      size_t eol = log.find('\n', at);
-      if (eol == std::string::npos) return false;
-      size_t start = at + strlen("listening on 127.0.0.1:");
-      return absl::SimpleAtoi(log.substr(start, eol - start), &port_);
-    });
-    return ok && port_ > 0;
-  }
-
-  bool restart() {
-    int port = port_;
-    process_.reset();
-    return start(port);
-  }
-
-  EchoStats stats() const {
-    std::string json = httpGet(port_, "/__stats");
-    return {jsonInt(json, "requests"), jsonInt(json, "connections_accepted")};
-  }
-
-  int port() const { return port_; }
-  std::string log() const { return process_ ? process_->log() : ""; }
-
- private:
-  std::string name_;
-  int port_ = 0;
-  std::unique_ptr<Process> process_;
-};
 
 // Reads VmRSS (KiB) of `pid`, or -1.
 int64_t rssKiB(pid_t pid) {
@@ -1344,8 +1283,7 @@ TEST_F(ProxyTest, ClustersEndpointListsEndpointsAndCounts) {
   const std::string json = httpGet(admin_port_, "/clusters");
   const std::string a = absl::StrCat("\"address\":\"127.0.0.1:", a_.port(), "\"");
   EXPECT_NE(json.find("\"name\":\"a\""), std::string::npos) << json;
-  EXPECT_NE(json.find(a + ",\"weight\":1,\"priority\":0,\"health\":\"healthy\""),
-            std::string::npos)
+  EXPECT_NE(json.find(a + ",\"weight\":1,\"priority\":0,\"health\":\"healthy\""), std::string::npos)
       << json;
   EXPECT_NE(json.find("\"rq_active\":0,\"rq_total\":4,"), std::string::npos) << json;
   EXPECT_NE(json.find("\"lb_policy\":\"ROUND_ROBIN\""), std::string::npos) << json;
@@ -1562,32 +1500,6 @@ std::optional<HttpResponse> takeResponse(std::string* buf, bool* bad, bool head 
   }
   buf->erase(0, end);
   return r;
-}
-
-// Reads one request head from `fd` into `*head`, keeping what follows it in `*buf`; false if
-// the connection ended first.
-bool readRequestHead(int fd, std::string* buf, std::string* head) {
-  size_t end;
-  while ((end = buf->find("\r\n\r\n")) == std::string::npos) {
-    char data[16384];
-    ssize_t n = recv(fd, data, sizeof data, 0);
-    if (n < 0 && errno == EINTR) continue;
-    if (n <= 0) return false;
-    buf->append(data, n);
-  }
-  *head = buf->substr(0, end + 4);
-  buf->erase(0, end + 4);
-  return true;
-}
-
-bool sendAll(int fd, absl::string_view bytes) {
-  while (!bytes.empty()) {
-    ssize_t n = ::send(fd, bytes.data(), bytes.size(), MSG_NOSIGNAL);
-    if (n < 0 && errno == EINTR) continue;
-    if (n <= 0) return false;
-    bytes.remove_prefix(n);
-  }
-  return true;
 }
 
 // An upstream the test scripts: each connection accepted on 127.0.0.1:`port` runs `serve` on a

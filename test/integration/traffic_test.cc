@@ -33,6 +33,7 @@
 #include "absl/strings/str_split.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
+#include "test/integration/echo.h"
 #include "test/integration/http_client.h"
 #include "test/integration/process.h"
 
@@ -42,7 +43,6 @@ namespace {
 using ::testing::HasSubstr;
 
 constexpr char kSluice[] = "proxy/server/sluice";
-constexpr char kEcho[] = "tools/echo/sluice-echo";
 
 // Appended to every test's clusters and route configuration "main".
 constexpr char kListener[] = R"(
@@ -103,73 +103,6 @@ std::string request(absl::string_view method, absl::string_view target,
 
 std::string get(absl::string_view target, absl::string_view headers = "") {
   return request("GET", target, headers);
-}
-
-// One sluice-echo process on a free port.
-class Echo {
- public:
-  // `flags`: --status, --delay ...; `name` is its x-echo-name.
-  Echo(const std::string& name, const std::vector<std::string>& flags) : name_(name) {
-    std::vector<std::string> args = {"--listen", "127.0.0.1:0", "--name", name};
-    args.insert(args.end(), flags.begin(), flags.end());
-    process_ = std::make_unique<Process>(kEcho, args, absl::StrCat("echo-", name));
-    waitFor(absl::Seconds(10), [&] {
-      std::string log = process_->log();
-      size_t at = log.find("listening on 127.0.0.1:");
-      if (at == std::string::npos) return false;
-      size_t start = at + strlen("listening on 127.0.0.1:");
-      size_t eol = log.find('\n', start);
-      return eol != std::string::npos && absl::SimpleAtoi(log.substr(start, eol - start), &port_);
-    });
-  }
-
-  int port() const { return port_; }
-  const std::string& name() const { return name_; }
-  std::string log() const { return process_->log(); }
-  // The exit status as waitpid reports it (0: exited 0).
-  int stop() { return process_->stop(SIGTERM); }
-
-  // Requests its echo handler answered (GET /__stats), or -1.
-  int64_t requests() const {
-    std::string json = httpGet(port_, "/__stats");
-    size_t at = json.find("\"requests\": ");
-    int64_t n = -1;
-    if (at == std::string::npos) return -1;
-    at += strlen("\"requests\": ");
-    size_t end = json.find_first_not_of("0123456789", at);
-    return absl::SimpleAtoi(json.substr(at, end - at), &n) ? n : -1;
-  }
-
- private:
-  std::string name_;
-  int port_ = 0;
-  std::unique_ptr<Process> process_;
-};
-
-// Reads one request head from `fd` into `*head`, keeping what follows in `*buf`; false if the
-// connection ended first. (Requests to a TestUpstream have no body.)
-bool readRequestHead(int fd, std::string* buf, std::string* head) {
-  size_t end;
-  while ((end = buf->find("\r\n\r\n")) == std::string::npos) {
-    char data[4096];
-    ssize_t n = recv(fd, data, sizeof data, 0);
-    if (n < 0 && errno == EINTR) continue;
-    if (n <= 0) return false;
-    buf->append(data, n);
-  }
-  *head = buf->substr(0, end + 4);
-  buf->erase(0, end + 4);
-  return true;
-}
-
-bool sendAll(int fd, absl::string_view bytes) {
-  while (!bytes.empty()) {
-    ssize_t n = ::send(fd, bytes.data(), bytes.size(), MSG_NOSIGNAL);
-    if (n < 0 && errno == EINTR) continue;
-    if (n <= 0) return false;
-    bytes.remove_prefix(n);
-  }
-  return true;
 }
 
 // A listening socket on 127.0.0.1 with a free port; -1 on failure.
@@ -334,9 +267,9 @@ class TrafficTest : public ::testing::Test {
   // A sluice-echo whose port the config names "{name}"; null (and a failure) if it did not
   // start.
   Echo* startEcho(const std::string& name, const std::vector<std::string>& flags = {}) {
-    echoes_.push_back(std::make_unique<Echo>(name, flags));
+    echoes_.push_back(std::make_unique<Echo>(name));
     Echo* echo = echoes_.back().get();
-    if (echo->port() <= 0) {
+    if (!echo->start(0, flags)) {
       ADD_FAILURE() << "sluice-echo " << name << " did not start: " << echo->log();
       return nullptr;
     }
@@ -487,7 +420,7 @@ virtual_hosts:
   }
   EXPECT_EQ(by_name.size(), 3u);
 
-  ASSERT_EQ(c->stop(), 0) << c->log();
+  ASSERT_TRUE(c->stop()) << c->log();
   // Half the requests on one kept-alive connection (a retry's state must not outlive its
   // request), half on fresh ones (both workers).
   auto kept = connect();
@@ -1273,7 +1206,7 @@ TEST_F(TrafficTest, MirroringCopiesRequestsAndNeverFailsThePrimary) {
   EXPECT_EQ(clusterMetric("sluice_cluster_upstream_rq_mirror_failed_total", "shadow"), 0);
 
   // The shadow goes away: the primary answers every request as before.
-  ASSERT_EQ(shadow->stop(), 0);
+  ASSERT_TRUE(shadow->stop());
   auto c = connect();
   ASSERT_NE(c, nullptr);
   for (int i = 0; i < 10; ++i) {
