@@ -33,6 +33,7 @@
 #include "absl/strings/str_split.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
+#include "test/common/loopback.h"
 #include "test/integration/echo.h"
 #include "test/integration/http_client.h"
 #include "test/integration/process.h"
@@ -103,22 +104,6 @@ std::string request(absl::string_view method, absl::string_view target,
 
 std::string get(absl::string_view target, absl::string_view headers = "") {
   return request("GET", target, headers);
-}
-
-// A listening socket on 127.0.0.1 with a free port; -1 on failure.
-int listenLoopback(int backlog, int* port) {
-  int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-  sockaddr_in addr{};
-  addr.sin_family = AF_INET;
-  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  socklen_t len = sizeof addr;
-  if (fd < 0 || bind(fd, reinterpret_cast<sockaddr*>(&addr), sizeof addr) != 0 ||
-      listen(fd, backlog) != 0 || getsockname(fd, reinterpret_cast<sockaddr*>(&addr), &len) != 0) {
-    if (fd >= 0) close(fd);
-    return -1;
-  }
-  *port = ntohs(addr.sin_port);
-  return fd;
 }
 
 // An upstream of the test's own on a free port. It counts each request head it reads, then

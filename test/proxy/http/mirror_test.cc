@@ -2,6 +2,7 @@
 // what the mirror receives, how answers are skipped and connections reused, and every way a
 // copy can fail without anyone but the counters noticing.
 #include "proxy/http/mirror.h"
+#include "test/common/loopback.h"
 
 #include <arpa/inet.h>
 #include <errno.h>
@@ -45,19 +46,6 @@ constexpr std::string_view kPostShadow =
     "POST /up HTTP/1.1\r\nhost: example.com-shadow\r\ncontent-length: 11\r\n\r\n";
 constexpr std::string_view kOk = "HTTP/1.1 200 OK\r\ncontent-length: 5\r\n\r\nhello";
 
-// A port nothing listens on: bound once, then closed.
-uint16_t closedPort() {
-  int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-  sockaddr_in addr{};
-  addr.sin_family = AF_INET;
-  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  bind(fd, reinterpret_cast<sockaddr*>(&addr), sizeof(addr));
-  socklen_t len = sizeof(addr);
-  getsockname(fd, reinterpret_cast<sockaddr*>(&addr), &len);
-  close(fd);
-  return ntohs(addr.sin_port);
-}
-
 // The mirror cluster's endpoint: a loopback listener on the test's loop that accepts every
 // connection and records what each one sends (or, with `read` false, leaves it unread). The
 // test writes the answers itself.
@@ -72,15 +60,8 @@ class Mirror {
   };
 
   Mirror(event_base* base, bool read = true) : read_(read) {
-    fd_ = socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
-    sockaddr_in addr{};
-    addr.sin_family = AF_INET;
-    addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    EXPECT_EQ(bind(fd_, reinterpret_cast<sockaddr*>(&addr), sizeof(addr)), 0) << errno;
-    EXPECT_EQ(listen(fd_, 16), 0) << errno;
-    socklen_t len = sizeof(addr);
-    getsockname(fd_, reinterpret_cast<sockaddr*>(&addr), &len);
-    port_ = ntohs(addr.sin_port);
+    fd_ = testing::listenLoopback(16, &port_, SOCK_NONBLOCK);
+    EXPECT_GE(fd_, 0) << errno;
     accept_ev_ = event_new(base, fd_, EV_READ | EV_PERSIST, &Mirror::onAccept, this);
     event_add(accept_ev_, nullptr);
   }
@@ -93,7 +74,7 @@ class Mirror {
     close(fd_);
   }
 
-  uint16_t port() const { return port_; }
+  uint16_t port() const { return static_cast<uint16_t>(port_); }
   size_t accepted() const { return peers_.size(); }
   Peer& peer(size_t i) { return *peers_[i]; }
   // Sends the whole answer (small enough for the socket buffer).
@@ -132,7 +113,7 @@ class Mirror {
 
   bool read_;
   int fd_ = -1;
-  uint16_t port_ = 0;
+  int port_ = 0;
   event* accept_ev_ = nullptr;
   std::vector<std::unique_ptr<Peer>> peers_;
 };
@@ -393,7 +374,7 @@ TEST_F(MirrorTest, CircuitBreakerRefusalFailsAtOnce) {
 }
 
 TEST_F(MirrorTest, RefusedConnectCountsFailedAndFreesTheShadow) {
-  auto c = cluster(closedPort());
+  auto c = cluster(testing::closedLoopbackPort());
   ASSERT_NE(c, nullptr);
   ASSERT_NE(start(*c, kGet, false), nullptr);
   ASSERT_TRUE(runUntil([&] { return shadows_->size() == 0; }));
@@ -404,7 +385,7 @@ TEST_F(MirrorTest, RefusedConnectCountsFailedAndFreesTheShadow) {
 }
 
 TEST_F(MirrorTest, RefusedConnectWhileTheBodyIsFedWaitsForTheCaller) {
-  auto c = cluster(closedPort());
+  auto c = cluster(testing::closedLoopbackPort());
   ASSERT_NE(c, nullptr);
   Shadow* s = start(*c, kPost, true);
   ASSERT_NE(s, nullptr);

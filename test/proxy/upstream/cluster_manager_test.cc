@@ -1,6 +1,7 @@
 // The cluster manager on a real event loop: clusters kept across updates, health checks,
 // outlier ejections and DNS answers turning into recompiled clusters, and /clusters.
 #include "proxy/upstream/cluster_manager.h"
+#include "test/common/loopback.h"
 
 #include <arpa/inet.h>
 #include <netinet/in.h>
@@ -29,15 +30,8 @@ using ::testing::Not;
 class Listening {
  public:
   Listening() {
-    fd_ = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-    sockaddr_in addr{};
-    addr.sin_family = AF_INET;
-    addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    EXPECT_EQ(bind(fd_, reinterpret_cast<sockaddr*>(&addr), sizeof(addr)), 0);
-    EXPECT_EQ(listen(fd_, 64), 0);
-    socklen_t len = sizeof(addr);
-    getsockname(fd_, reinterpret_cast<sockaddr*>(&addr), &len);
-    port_ = ntohs(addr.sin_port);
+    fd_ = testing::listenLoopback(64, &port_);
+    EXPECT_GE(fd_, 0);
   }
   ~Listening() { close(fd_); }
   int port() const { return port_; }
@@ -46,12 +40,6 @@ class Listening {
   int fd_ = -1;
   int port_ = 0;
 };
-
-// A port nothing listens on (bound and closed again).
-int closedPort() {
-  Listening l;
-  return l.port();
-}
 
 class ClusterManagerTest : public ::testing::Test {
  protected:
@@ -146,7 +134,7 @@ TEST_F(ClusterManagerTest, UnchangedClustersAreSharedAcrossUpdatesAndChangedOnes
 TEST_F(ClusterManagerTest, ActiveHealthCheckMarksADeadEndpointUnhealthy) {
   start();
   Listening up;
-  const int down = closedPort();
+  const int down = testing::closedLoopbackPort();
   auto list =
       update(configOf({absl::StrCat(R"pb(
                                       name: "web"

@@ -2,6 +2,7 @@
 // and thresholds, the first-check rule, TCP checks, timeouts, status ranges, answers that are not
 // HTTP, target sets that change, config updates and the counters.
 #include "proxy/upstream/health_checker.h"
+#include "test/common/loopback.h"
 
 #include <arpa/inet.h>
 #include <errno.h>
@@ -41,15 +42,8 @@ class HttpServer {
  public:
   explicit HttpServer(event_base* base, std::string path = "/healthz") : base_(base) {
     path_ = std::move(path);
-    fd_ = socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
-    sockaddr_in addr{};
-    addr.sin_family = AF_INET;
-    addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    EXPECT_EQ(bind(fd_, reinterpret_cast<sockaddr*>(&addr), sizeof(addr)), 0) << errno;
-    EXPECT_EQ(listen(fd_, 64), 0) << errno;
-    socklen_t len = sizeof(addr);
-    getsockname(fd_, reinterpret_cast<sockaddr*>(&addr), &len);
-    port_ = ntohs(addr.sin_port);
+    fd_ = testing::listenLoopback(64, &port_, SOCK_NONBLOCK);
+    EXPECT_GE(fd_, 0) << errno;
     accept_ = event_new(base_, fd_, EV_READ | EV_PERSIST, &HttpServer::onAccept, this);
     event_add(accept_, nullptr);
   }
@@ -62,7 +56,7 @@ class HttpServer {
     close(fd_);
   }
 
-  uint16_t port() const { return port_; }
+  uint16_t port() const { return static_cast<uint16_t>(port_); }
 
   // Answers the requests `silent` held back.
   void answerHeld() {
@@ -135,23 +129,10 @@ class HttpServer {
   event_base* base_;
   std::string path_;
   int fd_ = -1;
-  uint16_t port_ = 0;
+  int port_ = 0;
   event* accept_ = nullptr;
   std::map<int, Conn> conns_;
 };
-
-// A port nothing listens on: bound once, then closed.
-uint16_t closedPort() {
-  int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-  sockaddr_in addr{};
-  addr.sin_family = AF_INET;
-  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  bind(fd, reinterpret_cast<sockaddr*>(&addr), sizeof(addr));
-  socklen_t len = sizeof(addr);
-  getsockname(fd, reinterpret_cast<sockaddr*>(&addr), &len);
-  close(fd);
-  return ntohs(addr.sin_port);
-}
 
 HealthChecker::Target target(uint16_t port) {
   HealthChecker::Target t{};
@@ -374,7 +355,7 @@ TEST_F(HealthCheckerTest, FirstFailedCheckMakesANewTargetUnhealthyAtOnce) {
 
 TEST_F(HealthCheckerTest, TcpCheckPassesOnAListenerAndFailsOnAClosedPort) {
   HttpServer listener(base_);
-  const uint16_t closed = closedPort();
+  const uint16_t closed = testing::closedLoopbackPort();
   HealthChecker& checker = start(tcpConfig());
   checker.setTargets({target(listener.port()), target(closed)});
   ASSERT_TRUE(runUntil([&] {
@@ -467,7 +448,7 @@ TEST_F(HealthCheckerTest, SetTargetsKeepsKeptTargetsAndForgetsRemovedOnes) {
   EXPECT_EQ(healthyGauge(), 2);
   const int changes = changes_;
 
-  const uint16_t closed = closedPort();
+  const uint16_t closed = testing::closedLoopbackPort();
   checker.setTargets({target(a.port()), target(closed)});
   // Kept: still healthy, with no new first check. Removed: forgotten. New: not yet checked.
   EXPECT_TRUE(checker.healthy(key(a.port())));
@@ -547,7 +528,7 @@ TEST_F(HealthCheckerTest, CheckUnderWayFinishesUnderTheConfigItStartedWith) {
 TEST_F(HealthCheckerTest, CountersAddUp) {
   HttpServer good(base_), bad(base_);
   bad.status = 500;
-  const uint16_t closed = closedPort();
+  const uint16_t closed = testing::closedLoopbackPort();
   HealthChecker& checker = start(httpConfig());
   checker.setTargets({target(good.port()), target(bad.port()), target(closed)});
   ASSERT_TRUE(runUntil([&] {
