@@ -124,9 +124,9 @@ config::Diagnostics ConfigStore::reloadLocked() {
   const config::ConfigSet& c = snapshot->config();
   log::info(
       "published version %s: %d listeners, %d route configurations, %d clusters, %d endpoint "
-      "assignments",
+      "assignments, %d consumers",
       snapshot->version(), c.listeners.size(), c.route_configs.size(), c.clusters.size(),
-      c.assignments.size());
+      c.assignments.size(), c.consumers.size());
   metrics_->snapshots_published.Increment();
   for (const Listener& listener : listeners_) listener(snapshot);
   return {};

@@ -3,6 +3,7 @@
 #include <openssl/crypto.h>
 
 #include "absl/strings/str_cat.h"
+#include "common/config/redact.h"
 #include "google/protobuf/util/time_util.h"
 
 namespace sluice::cp {
@@ -121,6 +122,7 @@ grpc::Status ManagementService::Status(grpc::ServerContext* context,
     c->set_route_configs(set.route_configs.size());
     c->set_clusters(set.clusters.size());
     c->set_endpoint_assignments(set.assignments.size());
+    c->set_consumers(set.consumers.size());
   }
   addDiagnostics(state.errors, c->mutable_errors());
   if (!state.errors.empty()) *c->mutable_error_time() = toProto(state.error_time);
@@ -163,6 +165,12 @@ grpc::Status ManagementService::Get(grpc::ServerContext* context,
       *r->mutable_cluster_load_assignment() = v;
     });
   }
+  if (want(Kind::CONSUMERS)) {
+    addResources(set.consumers, group, name, response,
+                 [](admin::v1::Resource* r, const auto& v) { *r->mutable_consumer() = v; });
+  }
+  // Listeners (private keys), routes (inline key sets) and consumers carry secrets.
+  for (admin::v1::Resource& r : *response->mutable_resources()) config::redactSecrets(&r);
   count("Get", "ok");
   return grpc::Status::OK;
 }

@@ -38,6 +38,7 @@ std::string configVersion(const config::ConfigSet& c) {
   std::string data;
   hashItems(c.clusters, config::Kind::kCluster, &data);
   hashItems(c.assignments, config::Kind::kClusterLoadAssignment, &data);
+  hashItems(c.consumers, config::Kind::kConsumer, &data);
   hashItems(c.listeners, config::Kind::kListener, &data);
   hashItems(c.route_configs, config::Kind::kRouteConfiguration, &data);
   return contentHash(data);
@@ -107,6 +108,9 @@ std::shared_ptr<const TypeResources> Snapshot::resources(const std::string& grou
         break;
       case config::Kind::kClusterLoadAssignment:
         slot = build(config_.assignments, kind, group);
+        break;
+      case config::Kind::kConsumer:
+        slot = build(config_.consumers, kind, group);
         break;
       case config::Kind::kListener:
         slot = build(config_.listeners, kind, group);

@@ -12,6 +12,7 @@ constexpr std::array<KindInfo, kKindCount> kKinds = {{
     {Kind::kCluster, "Cluster", "type.googleapis.com/sluice.config.v1.Cluster", "name"},
     {Kind::kClusterLoadAssignment, "ClusterLoadAssignment",
      "type.googleapis.com/sluice.config.v1.ClusterLoadAssignment", "cluster_name"},
+    {Kind::kConsumer, "Consumer", "type.googleapis.com/sluice.config.v1.Consumer", "name"},
     {Kind::kRouteConfiguration, "RouteConfiguration",
      "type.googleapis.com/sluice.config.v1.RouteConfiguration", "name"},
     {Kind::kListener, "Listener", "type.googleapis.com/sluice.config.v1.Listener", "name"},

@@ -7,21 +7,24 @@
 
 #include "absl/strings/string_view.h"
 #include "sluice/config/v1/cluster.pb.h"
+#include "sluice/config/v1/consumer.pb.h"
 #include "sluice/config/v1/listener.pb.h"
 #include "sluice/config/v1/route.pb.h"
 
 namespace sluice::config {
 
-// The four resource kinds, in the order the control plane sends changes: what is referred to
-// comes before what refers to it (clusters, their endpoints, the routes naming clusters, the
-// listeners naming routes), so a proxy never sees a new reference before its target.
+// The resource kinds, in the order the control plane sends changes: what is referred to comes
+// before what refers to it (clusters, their endpoints, the consumers that access policies name,
+// the routes naming clusters, the listeners naming routes), so a proxy never sees a new
+// reference before its target.
 enum class Kind {
   kCluster = 0,
   kClusterLoadAssignment = 1,
-  kRouteConfiguration = 2,
-  kListener = 3,
+  kConsumer = 2,
+  kRouteConfiguration = 3,
+  kListener = 4,
 };
-inline constexpr int kKindCount = 4;
+inline constexpr int kKindCount = 5;
 
 struct KindInfo {
   Kind kind;
@@ -62,6 +65,7 @@ struct ConfigSet {
   std::vector<Sourced<v1::RouteConfiguration>> route_configs;
   std::vector<Sourced<v1::Cluster>> clusters;
   std::vector<Sourced<v1::ClusterLoadAssignment>> assignments;
+  std::vector<Sourced<v1::Consumer>> consumers;
 
   // Names of resources left out because they had schema errors, and whether a whole file could
   // not be parsed: the validator does not report references to what it cannot see.
@@ -69,7 +73,8 @@ struct ConfigSet {
   bool incomplete = false;
 
   size_t size() const {
-    return listeners.size() + route_configs.size() + clusters.size() + assignments.size();
+    return listeners.size() + route_configs.size() + clusters.size() + assignments.size() +
+           consumers.size();
   }
 };
 

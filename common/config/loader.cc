@@ -185,7 +185,7 @@ void parseResource(const YamlNode& node, const std::string& file, ConfigSet* con
     errors->push_back({.file = file,
                        .line = line,
                        .message = "resource has no 'kind:'; expected one of Listener, "
-                                  "RouteConfiguration, Cluster, ClusterLoadAssignment"});
+                                  "RouteConfiguration, Cluster, ClusterLoadAssignment, Consumer"});
     config->incomplete = true;
     return;
   }
@@ -196,7 +196,7 @@ void parseResource(const YamlNode& node, const std::string& file, ConfigSet* con
                        .field = "kind",
                        .message = absl::StrCat("unknown kind '", kind->scalar(),
                                                "'; expected one of Listener, RouteConfiguration, "
-                                               "Cluster, ClusterLoadAssignment")});
+                                               "Cluster, ClusterLoadAssignment, Consumer")});
     config->incomplete = true;
     return;
   }
@@ -234,6 +234,9 @@ void parseResource(const YamlNode& node, const std::string& file, ConfigSet* con
       break;
     case Kind::kClusterLoadAssignment:
       addResource(node, std::move(origin), &config->assignments, info->name, config, errors);
+      break;
+    case Kind::kConsumer:
+      addResource(node, std::move(origin), &config->consumers, info->name, config, errors);
       break;
   }
 }

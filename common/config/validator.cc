@@ -8,6 +8,7 @@
 
 #include "absl/strings/ascii.h"
 #include "absl/strings/match.h"
+#include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
 #include "absl/strings/str_split.h"
@@ -97,6 +98,33 @@ bool isPrime(uint32_t n) {
     if (n % d == 0) return false;
   }
   return true;
+}
+
+// "10.0.0.0/8", "2001:db8::/32" or a bare address.
+bool isCidr(absl::string_view s) {
+  std::string address(s.substr(0, s.find('/')));
+  unsigned char buf[16];
+  int bits;
+  if (address.find('\0') != std::string::npos) return false;
+  if (inet_pton(AF_INET, address.c_str(), buf) == 1) {
+    bits = 32;
+  } else if (inet_pton(AF_INET6, address.c_str(), buf) == 1) {
+    bits = 128;
+  } else {
+    return false;
+  }
+  if (address.size() == s.size()) return true;
+  absl::string_view len = s.substr(address.size() + 1);
+  uint32_t prefix;
+  return !len.empty() && len.size() <= 3 && absl::ascii_isdigit(len[0]) &&
+         absl::SimpleAtoi(len, &prefix) && prefix <= static_cast<uint32_t>(bits);
+}
+
+// Names of consumers: also used in headers and metric labels.
+bool isConsumerName(absl::string_view s) { return isGroupName(s) && s.size() <= 128; }
+
+bool isHex(absl::string_view s) {
+  return std::all_of(s.begin(), s.end(), [](unsigned char c) { return absl::ascii_isxdigit(c); });
 }
 
 // Headers the proxy itself owns: routes may not add or remove them.
@@ -265,6 +293,8 @@ class Validator {
     indexByName(config_.listeners, "Listener", &out_, &v1::Listener::name, "name");
     indexByName(config_.assignments, "ClusterLoadAssignment", &out_,
                 &v1::ClusterLoadAssignment::cluster_name, "cluster_name");
+    consumers_ = indexByName(config_.consumers, "Consumer", &out_, &v1::Consumer::name, "name");
+    consumerCredentials();
     for (const auto& l : config_.listeners) listener(l);
     listenerConflicts();
     for (const auto& r : config_.route_configs) routeConfig(r);
@@ -341,6 +371,135 @@ class Validator {
                    kMaxTimeoutSeconds);
     check.duration("timeouts.idle", t.has_idle(), t.idle(), 1, kMaxTimeoutSeconds);
     check.duration("timeouts.drain", t.has_drain(), t.drain(), 0, kMaxTimeoutSeconds);
+    ipFilter(check, "ip_filter", l.ip_filter());
+    check.range("xff_num_trusted_hops", l.xff_num_trusted_hops(), 0, 10, false);
+  }
+
+  void ipFilter(Checker& check, const std::string& path, const v1::IpFilter& f) {
+    auto list = [&](const char* name, const auto& entries) {
+      for (int i = 0; i < entries.size(); ++i) {
+        if (!isCidr(entries[i])) {
+          check.error(absl::StrCat(path, ".", name, "[", i, "]"),
+                      absl::StrCat("'", entries[i],
+                                   "' is not an address or CIDR block (e.g. 10.0.0.0/8, ::1)"));
+        }
+      }
+    };
+    list("allow", f.allow());
+    list("deny", f.deny());
+  }
+
+  // Credentials must name one consumer each: a key, user, HMAC keyId or JWT subject shared by
+  // two consumers would make the identity depend on which entry a lookup meets first.
+  void consumerCredentials() {
+    std::map<std::string, std::string> keys, users, key_ids, subjects;  // credential -> consumer
+    auto unique = [](Checker& check, std::map<std::string, std::string>& seen,
+                     const std::string& field, const std::string& credential,
+                     const std::string& consumer, absl::string_view what) {
+      auto [it, inserted] = seen.emplace(credential, consumer);
+      if (!inserted && it->second != consumer) {
+        check.error(field, absl::StrCat(what, " is also consumer '", it->second, "''s"));
+      } else if (!inserted) {
+        check.error(field, absl::StrCat(what, " is listed twice"));
+      }
+    };
+    for (const auto& item : config_.consumers) {
+      const v1::Consumer& c = item.resource;
+      Checker check(&out_, "Consumer", c.name(), item.origin);
+      groups(check);
+      if (!c.name().empty() && !isConsumerName(c.name())) {
+        check.error("name", "may hold only letters, digits, '-', '_' and '.' (at most 128)");
+      }
+      for (int i = 0; i < c.groups_size(); ++i) {
+        if (!isConsumerName(c.groups(i))) {
+          check.error(absl::StrCat("groups[", i, "]"),
+                      "may hold only letters, digits, '-', '_' and '.' (at most 128)");
+        }
+      }
+      for (int i = 0; i < c.api_keys_size(); ++i) {
+        const v1::ApiKeyCredential& k = c.api_keys(i);
+        std::string field = absl::StrCat("api_keys[", i, "]");
+        switch (k.key_case()) {
+          case v1::ApiKeyCredential::kValue:
+            if (dataSource(check, field + ".value", k.value()) && k.value().has_inline_string()) {
+              if (k.value().inline_string().size() < 16) {
+                check.error(field + ".value", "an API key needs at least 16 characters");
+              }
+              unique(check, keys, field, k.value().inline_string(), c.name(), "this key");
+            }
+            break;
+          case v1::ApiKeyCredential::kSha256:
+            if (k.sha256().size() != 64 || !isHex(k.sha256())) {
+              check.error(field + ".sha256", "must be 64 hex digits (a SHA-256)");
+            } else {
+              unique(check, keys, field, absl::AsciiStrToLower(k.sha256()), c.name(), "this key");
+            }
+            break;
+          case v1::ApiKeyCredential::KEY_NOT_SET:
+            check.error(field, "needs value or sha256");
+            break;
+        }
+      }
+      for (int i = 0; i < c.basic_auth_size(); ++i) {
+        const v1::BasicAuthCredential& b = c.basic_auth(i);
+        std::string field = absl::StrCat("basic_auth[", i, "]");
+        if (b.username().empty() || absl::StrContains(b.username(), ':') ||
+            !isHeaderValue(b.username())) {
+          check.error(field + ".username", "needs a user name without ':' or control characters");
+        } else {
+          unique(check, users, field + ".username", b.username(), c.name(),
+                 absl::StrCat("user '", b.username(), "'"));
+        }
+        absl::string_view h = b.password_hash();
+        if (!(absl::StartsWith(h, "$2y$") || absl::StartsWith(h, "$2b$") ||
+              absl::StartsWith(h, "$2a$") || absl::StartsWith(h, "$5$") ||
+              absl::StartsWith(h, "$6$") || absl::StartsWith(h, "{SHA}"))) {
+          check.error(field + ".password_hash",
+                      "must be a bcrypt ($2y$), SHA-crypt ($5$, $6$) or {SHA} hash (htpasswd -B "
+                      "makes one); plain text, MD5 ($apr1$) and DES are not accepted");
+        }
+      }
+      for (int i = 0; i < c.hmac_keys_size(); ++i) {
+        const v1::HmacCredential& h = c.hmac_keys(i);
+        std::string field = absl::StrCat("hmac_keys[", i, "]");
+        if (h.key_id().empty() || !isHeaderValue(h.key_id()) ||
+            absl::StrContains(h.key_id(), '"')) {
+          check.error(field + ".key_id", "needs a key id without quotes or control characters");
+        } else {
+          unique(check, key_ids, field + ".key_id", h.key_id(), c.name(),
+                 absl::StrCat("key id '", h.key_id(), "'"));
+        }
+        if (dataSource(check, field + ".secret", h.secret()) && h.secret().has_inline_string() &&
+            h.secret().inline_string().size() < 32) {
+          check.error(field + ".secret", "an HMAC secret needs at least 32 bytes");
+        }
+      }
+      for (int i = 0; i < c.jwt_subjects_size(); ++i) {
+        std::string field = absl::StrCat("jwt_subjects[", i, "]");
+        if (c.jwt_subjects(i).empty()) {
+          check.error(field, "is empty");
+        } else {
+          unique(check, subjects, field, c.jwt_subjects(i), c.name(),
+                 absl::StrCat("subject '", c.jwt_subjects(i), "'"));
+        }
+      }
+    }
+  }
+
+  // A DataSource that must be set; whether it is.
+  bool dataSource(Checker& check, const std::string& field, const v1::DataSource& d) {
+    switch (d.specifier_case()) {
+      case v1::DataSource::kFilename:
+        if (d.filename().empty()) check.error(field + ".filename", "is empty");
+        return !d.filename().empty();
+      case v1::DataSource::kInlineString:
+        if (d.inline_string().empty()) check.error(field + ".inline_string", "is empty");
+        return !d.inline_string().empty();
+      case v1::DataSource::SPECIFIER_NOT_SET:
+        break;
+    }
+    check.error(field, "needs filename or inline_string");
+    return false;
   }
 
   // Two listeners served to a common node group cannot bind the same port on overlapping
@@ -386,6 +545,7 @@ class Validator {
     groups(check);
     std::map<std::string, std::string> domains;  // lower-cased domain -> virtual host
     std::set<std::string> vhost_names;
+    std::set<std::string> providers = jwtProviders(check, rc);
     for (int v = 0; v < rc.virtual_hosts_size(); ++v) {
       const v1::VirtualHost& vh = rc.virtual_hosts(v);
       std::string path = absl::StrCat("virtual_hosts[", v, "]");
@@ -427,9 +587,189 @@ class Validator {
       }
       headerMutation(check, path + ".request_headers", vh.request_headers());
       headerMutation(check, path + ".response_headers", vh.response_headers());
+      if (vh.has_access()) accessPolicy(check, path + ".access", vh.access(), providers);
       for (int r = 0; r < vh.routes_size(); ++r) {
-        route(check, absl::StrCat(path, ".routes[", r, "]"), vh.routes(r));
+        std::string rp = absl::StrCat(path, ".routes[", r, "]");
+        route(check, rp, vh.routes(r));
+        if (vh.routes(r).has_access()) {
+          accessPolicy(check, rp + ".access", vh.routes(r).access(), providers);
+        }
       }
+    }
+  }
+
+  // Checks the route configuration's JWT providers; returns their names.
+  std::set<std::string> jwtProviders(Checker& check, const v1::RouteConfiguration& rc) {
+    std::set<std::string> names;
+    for (int i = 0; i < rc.jwt_providers_size(); ++i) {
+      const v1::JwtProvider& p = rc.jwt_providers(i);
+      std::string path = absl::StrCat("jwt_providers[", i, "]");
+      if (p.name().empty()) {
+        check.error(path + ".name", "is required");
+      } else if (!names.insert(p.name()).second) {
+        check.error(path + ".name", absl::StrCat("JWT provider '", p.name(), "' is defined twice"));
+      }
+      if (p.issuer().empty()) check.error(path + ".issuer", "is required (the tokens' \"iss\")");
+      switch (p.jwks_case()) {
+        case v1::JwtProvider::kLocalJwks:
+          dataSource(check, path + ".local_jwks", p.local_jwks());
+          break;
+        case v1::JwtProvider::kRemoteJwks: {
+          const v1::RemoteJwks& r = p.remote_jwks();
+          const std::string rp = path + ".remote_jwks";
+          if (!absl::StartsWith(r.uri(), "http://") && !absl::StartsWith(r.uri(), "https://")) {
+            check.error(rp + ".uri", "must be an http:// or https:// URL");
+          } else if (!isHeaderValue(r.uri()) || absl::StrContains(r.uri(), ' ')) {
+            check.error(rp + ".uri", "must not hold spaces or control characters");
+          }
+          reference(check, rp + ".cluster", "Cluster", r.cluster(), clusters_, Kind::kCluster);
+          check.duration(rp + ".refresh_interval", r.has_refresh_interval(), r.refresh_interval(),
+                         1000, kDaySeconds);
+          check.duration(rp + ".timeout", r.has_timeout(), r.timeout(), 1, 60);
+          break;
+        }
+        case v1::JwtProvider::JWKS_NOT_SET:
+          check.error(path, "needs local_jwks or remote_jwks");
+          break;
+      }
+      check.duration(path + ".clock_skew", p.has_clock_skew(), p.clock_skew(), 0, 600);
+      for (int h = 0; h < p.from_headers_size(); ++h) {
+        if (!isToken(p.from_headers(h))) {
+          check.error(absl::StrCat(path, ".from_headers[", h, "]"),
+                      absl::StrCat("'", p.from_headers(h), "' is not a valid header name"));
+        }
+      }
+      for (int c = 0; c < p.claim_to_headers_size(); ++c) {
+        const v1::ClaimToHeader& ch = p.claim_to_headers(c);
+        std::string cp = absl::StrCat(path, ".claim_to_headers[", c, "]");
+        if (ch.claim().empty()) check.error(cp + ".claim", "is required");
+        if (!isToken(ch.header()) || isManagedHeader(ch.header())) {
+          check.error(cp + ".header",
+                      absl::StrCat("'", ch.header(), "' is not a header the proxy can set"));
+        }
+      }
+    }
+    return names;
+  }
+
+  void accessPolicy(Checker& check, const std::string& path, const v1::AccessPolicy& a,
+                    const std::set<std::string>& providers) {
+    ipFilter(check, path + ".ip_filter", a.ip_filter());
+    if (a.has_authentication()) {
+      const v1::Authentication& au = a.authentication();
+      const std::string ap = path + ".authentication";
+      if (!au.has_api_key() && au.jwt_providers_size() == 0 && !au.has_basic_auth() &&
+          !au.has_hmac()) {
+        check.error(ap, "needs at least one of api_key, jwt_providers, basic_auth or hmac");
+      }
+      if (au.has_api_key()) {
+        for (int i = 0; i < au.api_key().headers_size(); ++i) {
+          if (!isToken(au.api_key().headers(i))) {
+            check.error(absl::StrCat(ap, ".api_key.headers[", i, "]"),
+                        absl::StrCat("'", au.api_key().headers(i), "' is not a valid header name"));
+          }
+        }
+        for (int i = 0; i < au.api_key().query_parameters_size(); ++i) {
+          if (au.api_key().query_parameters(i).empty()) {
+            check.error(absl::StrCat(ap, ".api_key.query_parameters[", i, "]"), "is empty");
+          }
+        }
+      }
+      for (int i = 0; i < au.jwt_providers_size(); ++i) {
+        if (providers.count(au.jwt_providers(i)) == 0) {
+          check.error(absl::StrCat(ap, ".jwt_providers[", i, "]"),
+                      absl::StrCat("names JWT provider '", au.jwt_providers(i),
+                                   "' which this route configuration's jwt_providers do not "
+                                   "define"));
+        }
+      }
+      if (au.has_basic_auth() && (absl::StrContains(au.basic_auth().realm(), '"') ||
+                                  !isHeaderValue(au.basic_auth().realm()))) {
+        check.error(ap + ".basic_auth.realm", "must not hold quotes or control characters");
+      }
+      if (au.has_hmac()) {
+        check.duration(ap + ".hmac.clock_skew", au.hmac().has_clock_skew(), au.hmac().clock_skew(),
+                       1000, kMaxTimeoutSeconds);
+        if (au.hmac().max_body_bytes() > (64u << 20)) {
+          check.error(ap + ".hmac.max_body_bytes",
+                      absl::StrCat("must be at most 67108864, got ", au.hmac().max_body_bytes()));
+        }
+      }
+      if (!au.consumer_header().empty() &&
+          (!isToken(au.consumer_header()) || isManagedHeader(au.consumer_header()))) {
+        check.error(ap + ".consumer_header",
+                    absl::StrCat("'", au.consumer_header(), "' is not a header the proxy can set"));
+      }
+    }
+    if (a.has_rbac()) {
+      const v1::Rbac& rbac = a.rbac();
+      for (int i = 0; i < rbac.rules_size(); ++i) {
+        rbacRule(check, absl::StrCat(path, ".rbac.rules[", i, "]"), rbac.rules(i));
+      }
+      if (rbac.rules_size() == 0 && rbac.default_action() == v1::Rbac::DENY && !rbac.shadow()) {
+        check.error(path + ".rbac", "denies every request (no rules, default_action DENY)");
+      }
+    }
+  }
+
+  void rbacRule(Checker& check, const std::string& path, const v1::RbacRule& r) {
+    for (int i = 0; i < r.consumers_size(); ++i) {
+      reference(check, absl::StrCat(path, ".consumers[", i, "]"), "Consumer", r.consumers(i),
+                consumers_, Kind::kConsumer);
+    }
+    for (int i = 0; i < r.groups_size(); ++i) {
+      if (!isConsumerName(r.groups(i))) {
+        check.error(absl::StrCat(path, ".groups[", i, "]"),
+                    "may hold only letters, digits, '-', '_' and '.' (at most 128)");
+      }
+    }
+    for (int i = 0; i < r.claims_size(); ++i) {
+      const v1::ClaimMatcher& c = r.claims(i);
+      std::string cp = absl::StrCat(path, ".claims[", i, "]");
+      if (c.name().empty()) check.error(cp + ".name", "is required");
+      switch (c.match_case()) {
+        case v1::ClaimMatcher::kValue:
+          stringMatcher(check, cp + ".value", c.value());
+          break;
+        case v1::ClaimMatcher::MATCH_NOT_SET:
+          check.error(cp, "needs one of contains, value or present");
+          break;
+        default:
+          break;
+      }
+    }
+    for (int i = 0; i < r.client_certificates_size(); ++i) {
+      stringMatcher(check, absl::StrCat(path, ".client_certificates[", i, "]"),
+                    r.client_certificates(i));
+    }
+    for (int i = 0; i < r.methods_size(); ++i) {
+      if (!isToken(r.methods(i)) || r.methods(i) != absl::AsciiStrToUpper(r.methods(i))) {
+        check.error(absl::StrCat(path, ".methods[", i, "]"),
+                    absl::StrCat("'", r.methods(i), "' is not an upper-case HTTP method"));
+      }
+    }
+    for (int i = 0; i < r.paths_size(); ++i) {
+      stringMatcher(check, absl::StrCat(path, ".paths[", i, "]"), r.paths(i));
+    }
+    for (int i = 0; i < r.source_ips_size(); ++i) {
+      if (!isCidr(r.source_ips(i))) {
+        check.error(absl::StrCat(path, ".source_ips[", i, "]"),
+                    absl::StrCat("'", r.source_ips(i),
+                                 "' is not an address or CIDR block (e.g. 10.0.0.0/8, ::1)"));
+      }
+    }
+  }
+
+  void stringMatcher(Checker& check, const std::string& path, const v1::StringMatcher& m) {
+    switch (m.match_case()) {
+      case v1::StringMatcher::kRegex:
+        check.regex(path + ".regex", m.regex());
+        break;
+      case v1::StringMatcher::MATCH_NOT_SET:
+        check.error(path, "needs one of exact, prefix, suffix, contains or regex");
+        break;
+      default:
+        break;
     }
   }
 
@@ -937,6 +1277,7 @@ class Validator {
   Diagnostics out_;
   std::map<std::string, const Sourced<v1::Cluster>*> clusters_;
   std::map<std::string, const Sourced<v1::RouteConfiguration>*> routes_;
+  std::map<std::string, const Sourced<v1::Consumer>*> consumers_;
 };
 
 }  // namespace

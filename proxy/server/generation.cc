@@ -80,6 +80,7 @@ absl::StatusOr<std::shared_ptr<Generation>> compileGeneration(
   serialized->route_configs = serialize(config.route_configs);
   serialized->clusters = serialize(config.clusters);
   serialized->assignments = serialize(config.assignments);
+  serialized->consumers = serialize(config.consumers);
   gen->config = serialized;
   gen->clusters = std::move(clusters);
 

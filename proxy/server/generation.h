@@ -60,6 +60,7 @@ struct SerializedConfig {
   std::vector<std::string> route_configs;
   std::vector<std::string> clusters;
   std::vector<std::string> assignments;
+  std::vector<std::string> consumers;
 };
 
 // Parts are shared between generations where a change leaves them alone: an update of

@@ -21,6 +21,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
 #include "common/config/loader.h"
+#include "common/config/redact.h"
 #include "common/config/validator.h"
 #include "common/log/log.h"
 #include "google/protobuf/util/json_util.h"
@@ -94,13 +95,18 @@ std::string jsonString(absl::string_view s) {
   return out + "\"";
 }
 
-// Resources of type T, serialized, as a JSON list.
+// Resources of type T, serialized, as a JSON list with their secrets redacted.
 template <class T>
 std::string jsonList(const std::vector<std::string>& items) {
   std::vector<std::string> parts;
   T resource;
   for (const std::string& item : items) {
-    parts.push_back(resource.ParseFromString(item) ? toJson(resource) : "null");
+    if (!resource.ParseFromString(item)) {
+      parts.push_back("null");
+      continue;
+    }
+    config::redactSecrets(&resource);
+    parts.push_back(toJson(resource));
   }
   return absl::StrCat("[", absl::StrJoin(parts, ","), "]");
 }
@@ -400,14 +406,15 @@ std::string Server::configDump() const {
     versions.push_back(absl::StrCat(jsonString(config::kindInfo(static_cast<config::Kind>(k)).name),
                                     ":", jsonString(g.versions[k])));
   }
-  // No secrets exist in these resources yet; auth config (later) is redacted here.
   return absl::StrCat("{\"generation\":", g.id, ",\"versions\":{", absl::StrJoin(versions, ","),
                       "},\"listeners\":", jsonList<config::v1::Listener>(g.config->listeners),
                       ",\"route_configurations\":",
                       jsonList<config::v1::RouteConfiguration>(g.config->route_configs),
                       ",\"clusters\":", jsonList<config::v1::Cluster>(g.config->clusters),
                       ",\"cluster_load_assignments\":",
-                      jsonList<config::v1::ClusterLoadAssignment>(g.config->assignments), "}\n");
+                      jsonList<config::v1::ClusterLoadAssignment>(g.config->assignments),
+                      ",\"consumers\":", jsonList<config::v1::Consumer>(g.config->consumers),
+                      "}\n");
 }
 
 void Server::handleAdmin(evhttp_request* req, void* arg) {

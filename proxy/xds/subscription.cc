@@ -37,6 +37,8 @@ bool decodeResources(config::Kind kind, const std::vector<google::protobuf::Any>
       return unpackAll(resources, name, &out->clusters, error);
     case config::Kind::kClusterLoadAssignment:
       return unpackAll(resources, name, &out->assignments, error);
+    case config::Kind::kConsumer:
+      return unpackAll(resources, name, &out->consumers, error);
     case config::Kind::kRouteConfiguration:
       return unpackAll(resources, name, &out->route_configs, error);
     case config::Kind::kListener:

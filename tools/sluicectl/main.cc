@@ -181,7 +181,7 @@ int cmdValidate(const Options& o) {
     std::cout << "valid: " << result.files.size() << " files, " << c.listeners.size()
               << " listeners, " << c.route_configs.size() << " route configurations, "
               << c.clusters.size() << " clusters, " << c.assignments.size()
-              << " endpoint assignments\n";
+              << " endpoint assignments, " << c.consumers.size() << " consumers\n";
   } else {
     std::cout << config::formatDiagnostics(errors) << errors.size() << " problem"
               << (errors.size() == 1 ? "" : "s") << " found\n";
@@ -251,6 +251,8 @@ std::string typeColumn(const std::string& type_url) {
       return "CLUSTERS";
     case config::Kind::kClusterLoadAssignment:
       return "ENDPOINTS";
+    case config::Kind::kConsumer:
+      return "CONSUMERS";
   }
   return type_url;
 }
@@ -272,7 +274,8 @@ int cmdStatus(const Options& o, Client& client) {
             << "  published " << timeText(c.published()) << "\n";
   std::cout << "resources   " << c.listeners() << " listeners, " << c.route_configs()
             << " route configurations, " << c.clusters() << " clusters, "
-            << c.endpoint_assignments() << " endpoint assignments\n";
+            << c.endpoint_assignments() << " endpoint assignments, " << c.consumers()
+            << " consumers\n";
   if (c.errors().empty()) {
     std::cout << "errors      none\n";
   } else {
@@ -329,6 +332,8 @@ bool parseKind(const std::string& text, admin::GetRequest::Kind* kind) {
       {"cluster", admin::GetRequest::CLUSTERS},
       {"endpoints", admin::GetRequest::CLUSTER_LOAD_ASSIGNMENTS},
       {"clusterloadassignments", admin::GetRequest::CLUSTER_LOAD_ASSIGNMENTS},
+      {"consumers", admin::GetRequest::CONSUMERS},
+      {"consumer", admin::GetRequest::CONSUMERS},
   };
   auto it = kKinds.find(absl::AsciiStrToLower(text));
   if (it == kKinds.end()) return false;
