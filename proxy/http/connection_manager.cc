@@ -337,6 +337,15 @@ class DownstreamConnection : public upstream::UpstreamOwner {
   void process();
   void parseHead();
   void startRequest(RequestHead& head);
+  // The listener-wide checks of the client address (behind trusted proxies); false: answered.
+  bool checkClient(RequestHead& head);
+  // Runs the route's access filters from filter `from`; false: the request was answered or waits
+  // for its body.
+  bool runAccess(RequestHead& head, const router::Route& route, size_t from);
+  // The body a filter waits for has arrived: runs the rest of the chain, then the route.
+  void resumeAccess();
+  // After the access phase: the route's action.
+  void dispatch(RequestHead& head, const router::Route& route);
   void forward(RequestHead& head, const router::Route& route, const upstream::Cluster& cluster);
   // Connects the first attempt (after any injected delay) and starts sending.
   void startUpstream();
@@ -373,9 +382,10 @@ class DownstreamConnection : public upstream::UpstreamOwner {
   void releaseUpstream(bool reusable);
 
   // Answers from the proxy itself. `close` ends the connection after the answer.
+  // `headers`: extra header lines, each ending in CRLF.
   void localReply(int status, std::string_view body, bool close,
                   const router::HeaderOps* ops = nullptr, std::string_view location = {},
-                  const char* overflow = nullptr);
+                  const char* overflow = nullptr, std::string_view headers = {});
   void reject(const Error& err);
   // Whether the request body (if any) is already entirely buffered; if so it is dropped.
   bool discardBufferedBody();
@@ -391,6 +401,7 @@ class DownstreamConnection : public upstream::UpstreamOwner {
   WorkerContext* worker_;
   int fd_;
   char peer_[INET6_ADDRSTRLEN] = {};
+  ip_filter::IpAddress peer_ip_;
   std::shared_ptr<const server::Generation> accept_gen_;
   std::string listener_name_;
   std::shared_ptr<ListenerCounter> counter_;
@@ -414,6 +425,7 @@ class DownstreamConnection : public upstream::UpstreamOwner {
   // The generation the last request looked up its listener and route table in (nullptr: look
   // again), and what it found.
   const server::Generation* seen_gen_ = nullptr;
+  const server::ListenerConfig* listener_ = nullptr;
   const router::RouteTable* table_ = nullptr;
   bool listener_gone_ = false;
 
@@ -437,6 +449,12 @@ class DownstreamConnection : public upstream::UpstreamOwner {
   evbuffer* head_copy_;  // the upstream head of a bodyless request, kept for one retry
   bool retryable_ = false;
   bool expect_continue_ = false;
+  // The access phase of the request in progress: what its filters found out, and, while the
+  // chain waits for the request body, where it resumes and the bytes of head and body it needs.
+  AccessContext access_;
+  size_t filter_next_ = 0;
+  bool awaiting_body_ = false;
+  uint64_t body_needed_ = 0;
   // Traffic management of the request in progress (null: the route has none of it).
   const router::TrafficPolicy* traffic_ = nullptr;
   const router::RetryPolicy* retry_ = nullptr;
@@ -494,6 +512,7 @@ DownstreamConnection::DownstreamConnection(WorkerContext* worker, int fd,
       req_chunked_(listener->limits),
       resp_chunked_(listener->limits) {
   formatPeer(peer, peer_, sizeof(peer_));
+  if (auto ip = ip_filter::IpAddress::fromSockaddr(peer)) peer_ip_ = *ip;
   in_ = evbuffer_new();
   out_ = evbuffer_new();
   head_copy_ = evbuffer_new();
@@ -678,7 +697,11 @@ void DownstreamConnection::process() {
     if (phase_ == Phase::kHead) {
       parseHead();
     } else if (phase_ == Phase::kStream && !req_done_) {
-      pumpRequestBody();
+      if (!awaiting_body_) {
+        pumpRequestBody();
+      } else if (evbuffer_get_length(in_) >= body_needed_) {
+        resumeAccess();
+      }
     }
     if (phase_ == Phase::kClosed) {
       in_process_ = false;
@@ -725,7 +748,9 @@ void DownstreamConnection::updateReadInterest() {
         on = evbuffer_get_length(out_) < window_;
         break;
       case Phase::kStream:
-        if (!req_done_) {
+        if (awaiting_body_) {
+          on = evbuffer_get_length(in_) < body_needed_;
+        } else if (!req_done_) {
           on = up_ != nullptr && evbuffer_get_length(up_->out()) < window_;
         } else {
           on = evbuffer_get_length(in_) < window_;  // pipelined requests wait here
@@ -782,6 +807,8 @@ void DownstreamConnection::reject(const Error& err) {
 
 void DownstreamConnection::startRequest(RequestHead& head) {
   phase_ = Phase::kStream;
+  access_.reset();
+  awaiting_body_ = false;
   progress_at_arm_ = progress_;
   setTimer(Timer::kStream, idle_timeout_);
   start_ = Clock::now();
@@ -823,17 +850,21 @@ void DownstreamConnection::startRequest(RequestHead& head) {
       if (accept_gen_.get() != newest) accept_gen_ = worker_->generation;
       seen_gen_ = newest;
       listener_gone_ = false;
+      listener_ = listener;
     } else {
       listener = accept_gen_->listener(listener_name_);
       // Not remembered: `newest` is not ours to keep alive, and this connection closes anyway.
       seen_gen_ = nullptr;
       listener_gone_ = true;
+      listener_ = listener;
     }
     table_ = accept_gen_->routeTable(listener->route_config);
   }
   if (listener_gone_) keep_alive_ = false;
   gen_ = accept_gen_.get();
   const router::RouteTable* table = table_;
+  access_.client = peer_ip_;
+  if ((listener_->ip_filter != nullptr || listener_->xff_hops > 0) && !checkClient(head)) return;
   HeadHeaders headers(head);
   router::RequestView view{head.method, head.host, head.path, head.query, &headers};
   const router::Route* route = table != nullptr ? table->route(view) : nullptr;
@@ -843,6 +874,111 @@ void DownstreamConnection::startRequest(RequestHead& head) {
     localReply(404, "no route\n", !discardBufferedBody());
     return;
   }
+  if (route->access != nullptr && !runAccess(head, *route, 0)) return;
+  dispatch(head, *route);
+}
+
+bool DownstreamConnection::checkClient(RequestHead& head) {
+  const server::ListenerConfig& l = *listener_;
+  if (l.xff_hops > 0) {
+    std::string& joined = access_.scratch;
+    joined.clear();
+    for (const Header& h : head.headerList()) {
+      if (!equalsIgnoreCase(h.name, "x-forwarded-for")) continue;
+      if (!joined.empty()) joined.push_back(',');
+      joined.append(h.value);
+    }
+    std::optional<ip_filter::IpAddress> client =
+        ip_filter::clientAddress(peer_ip_, joined, l.xff_hops);
+    joined.clear();
+    if (!client.has_value()) {
+      reject(Error{400, "malformed x-forwarded-for"});
+      return false;
+    }
+    access_.client = *client;
+  }
+  if (l.ip_filter != nullptr && !l.ip_filter->admits(access_.client)) {
+    worker_->cells->add(lstats_.ip_denied);
+    evbuffer_drain(in_, head.head_len);
+    localReply(403, "forbidden\n", !discardBufferedBody());
+    return false;
+  }
+  return true;
+}
+
+bool DownstreamConnection::runAccess(RequestHead& head, const router::Route& route,
+                                     size_t from) {
+  const FilterChain& chain = *route.access;
+  access_.head = &head;
+  access_.now = absl::Now();
+  access_.consumers = gen_->consumers.get();
+  access_.jwks = gen_->jwks.get();
+  access_.cells = worker_->cells;
+  access_.strip = &chain.strip;
+  for (size_t i = from; i < chain.filters.size(); ++i) {
+    LocalReply reply;
+    switch (chain.filters[i]->onRequest(access_, &reply)) {
+      case FilterStatus::kContinue:
+        continue;
+      case FilterStatus::kReply:
+        evbuffer_drain(in_, head.head_len);
+        localReply(reply.status, reply.body, !discardBufferedBody(), nullptr, {}, nullptr,
+                   reply.headers);
+        return false;
+      case FilterStatus::kNeedBody:
+        if (req_mode_ == BodyMode::kChunked) {
+          evbuffer_drain(in_, head.head_len);
+          localReply(411, "a signed request body needs a content-length\n", true);
+          return false;
+        }
+        if (req_mode_ == BodyMode::kLength && req_remaining_ > chain.filters[i]->maxBody()) {
+          evbuffer_drain(in_, head.head_len);
+          localReply(413, "request body too large to verify\n", true);
+          return false;
+        }
+        // The head stays at the front of in_ until the body is in: the chain resumes on a head
+        // parsed again from the same bytes (the worker's head scratch serves other connections
+        // meanwhile).
+        filter_next_ = i;
+        awaiting_body_ = true;
+        body_needed_ = head.head_len + (req_mode_ == BodyMode::kLength ? req_remaining_ : 0);
+        if (evbuffer_get_length(in_) >= body_needed_) {
+          resumeAccess();
+        } else if (head.expect_continue && evbuffer_get_length(in_) == head.head_len) {
+          add(out_, k100Continue);
+          flushDownstream();
+        }
+        return false;
+    }
+  }
+  return true;
+}
+
+void DownstreamConnection::resumeAccess() {
+  awaiting_body_ = false;
+  RequestHead& head = *worker_->request_head;
+  size_t head_len = 0;
+  Error err;
+  HeadScan scan;
+  const char* data = reinterpret_cast<const char*>(evbuffer_pullup(in_, body_needed_));
+  std::string_view bytes(data, body_needed_);
+  if (findHeadEnd(bytes, limits_, &scan, &head_len, &err) != ParseStatus::kDone ||
+      parseRequestHead(bytes.substr(0, head_len), limits_, &head, &err) != ParseStatus::kDone) {
+    // The same bytes parsed a moment ago.
+    closeNow();
+    return;
+  }
+  access_.body = in_;
+  access_.body_offset = head_len;
+  access_.body_length = body_needed_ - head_len;
+  const router::Route& route = *route_;
+  if (!runAccess(head, route, filter_next_)) return;
+  access_.body = nullptr;
+  dispatch(head, route);
+}
+
+void DownstreamConnection::dispatch(RequestHead& head, const router::Route& route_ref) {
+  const router::Route* route = &route_ref;
   switch (route->action) {
     case router::Route::Action::kDirectResponse:
       evbuffer_drain(in_, head.head_len);
@@ -1212,7 +1348,7 @@ void DownstreamConnection::writeUpstreamHead(const RequestHead& head, const rout
     if (equalsIgnoreCase(h.name, "host") || isHopByHop(h.name) ||
         startsWithIgnoreCase(h.name, "x-sluice-") ||
         equalsIgnoreCase(h.name, "x-forwarded-proto") || namedByConnection(head, h.name) ||
-        removedBy(ops, h.name)) {
+        removedBy(ops, h.name) || (access_.strip != nullptr && inList(h.name, *access_.strip))) {
       continue;
     }
     if (equalsIgnoreCase(h.name, "x-request-id")) has_request_id = true;
@@ -1250,6 +1386,9 @@ void DownstreamConnection::writeUpstreamHead(const RequestHead& head, const rout
     addHeader(b, "x-request-id", std::string_view(id, 36));
   }
   addHeader(b, "via", kVia);
+  for (int i = 0; i < access_.added.count; ++i) {
+    addHeader(b, access_.added.items[i].first, access_.added.items[i].second);
+  }
   addOps(b, ops);
   if (req_mode_ == BodyMode::kChunked) {
     addHeader(b, "transfer-encoding", "chunked");
@@ -1710,7 +1849,7 @@ void DownstreamConnection::endStream(bool close) {
 
 void DownstreamConnection::localReply(int status, std::string_view body, bool close,
                                       const router::HeaderOps* ops, std::string_view location,
-                                      const char* overflow) {
+                                      const char* overflow, std::string_view headers) {
   if (phase_ == Phase::kHead) {
     start_ = Clock::now();
     version_minor_ = 1;
@@ -1727,6 +1866,7 @@ void DownstreamConnection::localReply(int status, std::string_view body, bool cl
     add(w, "\r\n");
     if (!location.empty()) addHeader(w, "location", location);
     if (overflow != nullptr) addHeader(w, "x-sluice-overflow", overflow);
+    add(w, headers);
     if (ops != nullptr) {
       for (const auto& a : ops->add) {
         if (!equalsIgnoreCase(a.name, "content-length")) addHeader(w, a.name, a.value);
@@ -1913,6 +2053,14 @@ void acceptConnection(WorkerContext* worker, int fd, const sockaddr_storage& pee
   if (config == nullptr || worker->draining) {
     close(fd);
     return;
+  }
+  if (config->ip_filter != nullptr && config->xff_hops == 0) {
+    std::optional<ip_filter::IpAddress> ip = ip_filter::IpAddress::fromSockaddr(peer);
+    if (!ip.has_value() || !config->ip_filter->admits(*ip)) {
+      worker->cells->add(config->stats.ip_denied);
+      close(fd);
+      return;
+    }
   }
   uint32_t n = counter->connections.fetch_add(1, std::memory_order_relaxed);
   if (config->max_connections != 0 && n >= config->max_connections) {

@@ -18,7 +18,9 @@
 #include <vector>
 
 #include "absl/time/time.h"
+#include "proxy/filters/ip_filter/cidr.h"
 #include "proxy/http/codec.h"
+#include "proxy/stats/store.h"
 
 struct evbuffer;
 
@@ -35,12 +37,6 @@ struct PeerInfo;
 }
 
 namespace sluice::http {
-
-// An IPv4 or IPv6 address (IPv4 as the last 4 bytes of an IPv4-mapped IPv6 address).
-struct ClientAddress {
-  uint8_t bytes[16] = {};
-  bool v4 = false;
-};
 
 // Headers the access filters set on the request sent upstream (the consumer's name, claims).
 // Values point into objects that outlive the request (the generation's consumers, the
@@ -61,9 +57,11 @@ struct AccessContext {
   absl::Time now;
   // The client: the peer, or the address `xff_num_trusted_hops` from the right of
   // x-forwarded-for.
-  ClientAddress client;
+  ip_filter::IpAddress client;
   // The verified client certificate (mTLS), or null.
   const tls::PeerInfo* peer_certificate = nullptr;
+  // The worker's metric cells.
+  stats::Cells* cells = nullptr;
   // What the generation the request runs on knows: consumers and fetched key sets.
   const authn::Consumers* consumers = nullptr;
   const authn::JwksCache* jwks = nullptr;
@@ -109,8 +107,8 @@ struct LocalReply {
 
 enum class FilterStatus {
   kContinue,
-  kReply,        // answer with *reply and stop
-  kNeedBody,     // run again from this filter once the whole body is buffered
+  kReply,     // answer with *reply and stop
+  kNeedBody,  // run again from this filter once the whole body is buffered
 };
 
 class AccessFilter {

@@ -11,6 +11,7 @@
 
 #include "absl/container/flat_hash_map.h"
 #include "absl/status/statusor.h"
+#include "proxy/http/filter.h"
 #include "re2/re2.h"
 #include "re2/set.h"
 #include "sluice/config/v1/route.pb.h"
@@ -157,6 +158,8 @@ struct Route {
   std::string host_rewrite;
   int64_t timeout_ms = 15'000;             // 0: none
   std::unique_ptr<TrafficPolicy> traffic;  // null: none of its settings
+  // The access phase (the route's or its virtual host's AccessPolicy); null: open to all.
+  std::shared_ptr<const http::FilterChain> access;
   // kDirectResponse.
   uint32_t status = 200;
   std::string body;

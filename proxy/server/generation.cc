@@ -1,6 +1,8 @@
 #include "proxy/server/generation.h"
 
 #include "absl/strings/str_cat.h"
+#include "proxy/filters/access/access.h"
+#include "proxy/filters/ip_filter/filter.h"
 
 namespace sluice::server {
 namespace v1 = config::v1;
@@ -46,6 +48,9 @@ ListenerStats declareListenerStats(const std::string& name, stats::Store* store)
                                   "Requests delayed by a route's fault injection.", labels);
   s.fault_aborts = store->counter("sluice_http_fault_aborts_injected_total",
                                   "Requests answered by a route's fault injection.", labels);
+  s.ip_denied = store->counter(
+      "sluice_listener_ip_filter_denied_total",
+      "Connections closed at accept or requests answered 403 by the listener's ip_filter.", labels);
   return s;
 }
 
@@ -83,6 +88,13 @@ absl::StatusOr<std::shared_ptr<Generation>> compileGeneration(
   serialized->consumers = serialize(config.consumers);
   gen->config = serialized;
   gen->clusters = std::move(clusters);
+  auto consumers = authn::Consumers::compile(config.consumers);
+  if (!consumers.ok()) return consumers.status();
+  gen->consumers = *std::move(consumers);
+  // Fetched key sets stay until the fetcher replaces them.
+  gen->jwks = previous != nullptr && previous->jwks != nullptr
+                  ? previous->jwks
+                  : std::make_shared<const authn::JwksCache>();
 
   absl::flat_hash_map<std::string, int> cluster_index;
   for (size_t i = 0; i < gen->clusters.size(); ++i) {
@@ -122,6 +134,9 @@ absl::StatusOr<std::shared_ptr<Generation>> compileGeneration(
       return it == cluster_index.end() ? -1 : it->second;
     });
     if (!table.ok()) return table.status();
+    if (absl::Status s = access::attachAccessChains(rc.resource, table->get(), store); !s.ok()) {
+      return s;
+    }
     (*table)->forEachRoute([&](const std::string& vhost, router::Route& route) {
       if (route.traffic == nullptr || route.traffic->max_concurrent == 0) return;
       stats::CounterId overflow = store->counter(
@@ -168,6 +183,13 @@ absl::StatusOr<std::shared_ptr<Generation>> compileGeneration(
         durationOr(t.has_request_headers(), t.request_headers(), absl::Seconds(10));
     listener->idle_timeout = durationOr(t.has_idle(), t.idle(), absl::Seconds(60));
     listener->drain_timeout = durationOr(t.has_drain(), t.drain(), absl::Seconds(30));
+    if (lc.has_ip_filter()) {
+      auto filter = ip_filter::compileIpFilter(lc.ip_filter(),
+                                               absl::StrCat("listener '", lc.name(), "' ip_filter"));
+      if (!filter.ok()) return filter.status();
+      listener->ip_filter = std::make_shared<const ip_filter::IpFilter>(*std::move(filter));
+    }
+    listener->xff_hops = lc.xff_num_trusted_hops();
     listener->stats = declareListenerStats(listener->name, store);
     gen->listeners[listener->name] = std::move(listener);
   }
@@ -176,13 +198,34 @@ absl::StatusOr<std::shared_ptr<Generation>> compileGeneration(
 
 std::shared_ptr<Generation> withClusters(
     const Generation& gen, std::vector<std::shared_ptr<const upstream::Cluster>> clusters) {
-  auto next = std::make_shared<Generation>();
-  next->config = gen.config;
-  next->versions = gen.versions;
+  auto next = std::make_shared<Generation>(gen);
   next->clusters = std::move(clusters);
-  next->route_tables = gen.route_tables;
-  next->listeners = gen.listeners;
   return next;
+}
+
+std::shared_ptr<Generation> withJwks(const Generation& gen,
+                                     std::shared_ptr<const authn::JwksCache> jwks) {
+  auto next = std::make_shared<Generation>(gen);
+  next->jwks = std::move(jwks);
+  return next;
+}
+
+std::vector<authn::JwksSource> remoteJwksSources(const config::ConfigSet& config) {
+  std::vector<authn::JwksSource> out;
+  for (const auto& rc : config.route_configs) {
+    for (const v1::JwtProvider& p : rc.resource.jwt_providers()) {
+      if (!p.has_remote_jwks()) continue;
+      const v1::RemoteJwks& r = p.remote_jwks();
+      authn::JwksSource s;
+      s.key = authn::remoteJwksKey(r.uri(), r.cluster());
+      s.uri = r.uri();
+      s.cluster = r.cluster();
+      s.refresh = durationOr(r.has_refresh_interval(), r.refresh_interval(), absl::Minutes(10));
+      s.timeout = durationOr(r.has_timeout(), r.timeout(), absl::Seconds(5));
+      out.push_back(std::move(s));
+    }
+  }
+  return out;
 }
 
 }  // namespace sluice::server

@@ -11,6 +11,10 @@
 #include "absl/status/statusor.h"
 #include "absl/time/time.h"
 #include "common/config/config_set.h"
+#include "proxy/filters/authn/consumers.h"
+#include "proxy/filters/authn/jwks_cache.h"
+#include "proxy/filters/authn/jwks_fetcher.h"
+#include "proxy/filters/ip_filter/cidr.h"
 #include "proxy/http/codec.h"
 #include "proxy/router/route_table.h"
 #include "proxy/stats/store.h"
@@ -28,6 +32,7 @@ struct ListenerStats {
   stats::CounterId rq_timeout;    // request heads not received in time (408)
   stats::CounterId fault_delays;  // requests delayed by a route's fault injection
   stats::CounterId fault_aborts;  // requests answered by a route's fault injection
+  stats::CounterId ip_denied;     // connections closed or requests answered 403 by ip_filter
 };
 
 struct ListenerConfig {
@@ -41,6 +46,9 @@ struct ListenerConfig {
   absl::Duration request_headers_timeout = absl::Seconds(10);
   absl::Duration idle_timeout = absl::Seconds(60);
   absl::Duration drain_timeout = absl::Seconds(30);
+  // Listener.ip_filter (null: none) and the x-forwarded-for entries trusted.
+  std::shared_ptr<const ip_filter::IpFilter> ip_filter;
+  uint32_t xff_hops = 0;
   ListenerStats stats;
 
   // Where the listener binds: two listeners with equal keys share sockets across generations.
@@ -74,6 +82,10 @@ struct Generation {
   std::vector<std::shared_ptr<const upstream::Cluster>> clusters;
   absl::flat_hash_map<std::string, std::shared_ptr<const router::RouteTable>> route_tables;
   absl::flat_hash_map<std::string, std::shared_ptr<const ListenerConfig>> listeners;
+  // Who the access filters know: consumers and their credentials, and the key sets fetched for
+  // JWT providers with a remote JWKS (replaced on their own when a fetch brings new keys).
+  std::shared_ptr<const authn::Consumers> consumers;
+  std::shared_ptr<const authn::JwksCache> jwks;
 
   const ListenerConfig* listener(std::string_view name) const;
   const router::RouteTable* routeTable(std::string_view name) const;
@@ -92,5 +104,12 @@ absl::StatusOr<std::shared_ptr<Generation>> compileGeneration(
 // of endpoints and health, which leave routes and listeners alone.
 std::shared_ptr<Generation> withClusters(
     const Generation& gen, std::vector<std::shared_ptr<const upstream::Cluster>> clusters);
+
+// A generation like `gen` with other fetched JWT key sets.
+std::shared_ptr<Generation> withJwks(const Generation& gen,
+                                     std::shared_ptr<const authn::JwksCache> jwks);
+
+// The remote JWKS documents the JWT providers of `config` fetch.
+std::vector<authn::JwksSource> remoteJwksSources(const config::ConfigSet& config);
 
 }  // namespace sluice::server

@@ -168,6 +168,12 @@ Server::Server(Options options) : options_(std::move(options)) {
       base_, store_.get(), cells_, worker_count_,
       upstream::ResolverOptions{.hosts_file = options_.dns_hosts_file},
       [this] { onHostsChanged(); });
+  jwks_ = std::make_unique<authn::JwksFetcher>(
+      base_, [this](const std::string& cluster) { return jwksEndpoint(cluster); },
+      [this](const std::string& key, std::shared_ptr<const jwt_authn::KeySet> keys) {
+        onJwks(key, std::move(keys));
+      },
+      store_.get(), cells_);
   live_fd_ = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
   live_ev_ = event_new(base_, live_fd_, EV_READ | EV_PERSIST, &Server::onLive, this);
   event_add(live_ev_, nullptr);
@@ -178,6 +184,7 @@ Server::~Server() {
   subscription_.reset();
   // Workers first: they may still wake the main thread through live_fd_.
   workers_.clear();
+  jwks_.reset();
   clusters_.reset();
   event_free(live_ev_);
   close(live_fd_);
@@ -272,7 +279,27 @@ absl::Status Server::apply(const config::ConfigSet& config, const xds::Versions&
     if (gen->listener(name) == nullptr) remove.push_back(name);
   }
   publish(std::move(gen), start, std::move(fresh), std::move(remove));
+  // After publish: a fetch starting now finds the clusters of this config.
+  jwks_->update(remoteJwksSources(config));
   return absl::OkStatus();
+}
+
+void Server::onJwks(const std::string& key, std::shared_ptr<const jwt_authn::KeySet> keys) {
+  if (current_ == nullptr || shutting_down_) return;
+  publish(withJwks(*current_, current_->jwks->with(key, std::move(keys))), Clock::now(), {}, {});
+}
+
+std::optional<std::string> Server::jwksEndpoint(const std::string& cluster) const {
+  if (current_ == nullptr) return std::nullopt;
+  for (const auto& c : current_->clusters) {
+    if (c->name() != cluster) continue;
+    // A healthy endpoint if there is one: the document is small and fetched rarely.
+    for (const upstream::Endpoint& e : c->endpoints()) {
+      if (e.healthy) return e.name;
+    }
+    if (!c->endpoints().empty()) return c->endpoints().front().name;
+  }
+  return std::nullopt;
 }
 
 void Server::onHostsChanged() {

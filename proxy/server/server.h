@@ -67,6 +67,10 @@ class Server {
   // A worker finished a rollout: records and logs every completed one.
   static void onLive(evutil_socket_t fd, short what, void* arg);
   static void handleAdmin(evhttp_request* req, void* arg);
+  // A remote JWKS fetch brought new keys: a generation with them.
+  void onJwks(const std::string& key, std::shared_ptr<const jwt_authn::KeySet> keys);
+  // An endpoint of `cluster` in the live generation, for JWKS fetches.
+  std::optional<std::string> jwksEndpoint(const std::string& cluster) const;
   std::string metricsText() const;
   std::string configDump() const;
 
@@ -76,6 +80,7 @@ class Server {
   std::unique_ptr<stats::Store> store_;
   stats::Cells* cells_ = nullptr;  // the main thread's
   std::unique_ptr<upstream::ClusterManager> clusters_;
+  std::unique_ptr<authn::JwksFetcher> jwks_;
   std::vector<std::unique_ptr<Worker>> workers_;
   std::shared_ptr<const Generation> current_;
   uint64_t next_generation_ = 1;
