@@ -32,9 +32,6 @@ class JwksCache;
 namespace sluice::jwt_authn {
 class Claims;
 }
-namespace sluice::tls {
-struct PeerInfo;
-}
 
 namespace sluice::http {
 
@@ -58,8 +55,11 @@ struct AccessContext {
   // The client: the peer, or the address `xff_num_trusted_hops` from the right of
   // x-forwarded-for.
   ip_filter::IpAddress client;
-  // The verified client certificate (mTLS), or null.
-  const tls::PeerInfo* peer_certificate = nullptr;
+  // The client certificate (mTLS), when one was presented and verified: its subject (RFC 2253)
+  // and subjectAltNames.
+  bool cert_verified = false;
+  std::string_view cert_subject;
+  const std::vector<std::string>* cert_sans = nullptr;
   // The worker's metric cells.
   stats::Cells* cells = nullptr;
   // What the generation the request runs on knows: consumers and fetched key sets.
@@ -85,7 +85,9 @@ struct AccessContext {
 
   void reset() {
     head = nullptr;
-    peer_certificate = nullptr;
+    cert_verified = false;
+    cert_subject = {};
+    cert_sans = nullptr;
     consumer = nullptr;
     claims.reset();
     authenticated = false;

@@ -5,7 +5,7 @@
 namespace sluice::ip_filter {
 
 absl::StatusOr<IpFilter> compileIpFilter(const config::v1::IpFilter& config,
-                                         std::string_view what) {
+                                         absl::string_view what) {
   auto allow = CidrSet::parse({config.allow().begin(), config.allow().end()});
   if (!allow.ok()) {
     return absl::InvalidArgumentError(absl::StrCat(what, ".allow: ", allow.status().message()));
