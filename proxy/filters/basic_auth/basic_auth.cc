@@ -63,7 +63,7 @@ absl::Status checkBcrypt(std::string_view hash) {
   if (cost < 4 || cost > kMaxBcryptCost) {
     return absl::InvalidArgumentError(
         absl::StrCat("bcrypt cost ", cost, " is outside 4 to ", kMaxBcryptCost,
-                     ": above that, each check would hold a worker for a second or more"));
+                     " (higher costs hold a worker for a second or more per check)"));
   }
   return absl::OkStatus();
 }
@@ -85,8 +85,8 @@ absl::Status checkShaCrypt(std::string_view hash, size_t hash_chars) {
     if (*rounds < 1000 || *rounds > kMaxShaCryptRounds) {
       return absl::InvalidArgumentError(absl::StrCat(
           "SHA-crypt rounds ", *rounds, " are outside 1000 to ", kMaxShaCryptRounds,
-          ": below, crypt would use other rounds than the hash names; above, each check would "
-          "hold a worker for a second or more"));
+          " (crypt raises fewer to 1000, and more hold a worker for a second or more per "
+          "check)"));
     }
     rest.remove_prefix(end + 1);
   }
