@@ -906,8 +906,7 @@ bool DownstreamConnection::checkClient(RequestHead& head) {
   return true;
 }
 
-bool DownstreamConnection::runAccess(RequestHead& head, const router::Route& route,
-                                     size_t from) {
+bool DownstreamConnection::runAccess(RequestHead& head, const router::Route& route, size_t from) {
   const FilterChain& chain = *route.access;
   access_.head = &head;
   access_.now = absl::Now();

@@ -184,8 +184,8 @@ absl::StatusOr<std::shared_ptr<Generation>> compileGeneration(
     listener->idle_timeout = durationOr(t.has_idle(), t.idle(), absl::Seconds(60));
     listener->drain_timeout = durationOr(t.has_drain(), t.drain(), absl::Seconds(30));
     if (lc.has_ip_filter()) {
-      auto filter = ip_filter::compileIpFilter(lc.ip_filter(),
-                                               absl::StrCat("listener '", lc.name(), "' ip_filter"));
+      auto filter = ip_filter::compileIpFilter(
+          lc.ip_filter(), absl::StrCat("listener '", lc.name(), "' ip_filter"));
       if (!filter.ok()) return filter.status();
       listener->ip_filter = std::make_shared<const ip_filter::IpFilter>(*std::move(filter));
     }

@@ -69,8 +69,8 @@ absl::Status attachAccessChains(const config::v1::RouteConfiguration& config,
                              "].routes[", r, "].access");
       } else if (vh.has_access()) {
         policy = &vh.access();
-        where = absl::StrCat("route configuration '", config.name(), "' virtual_hosts[", v,
-                             "].access");
+        where =
+            absl::StrCat("route configuration '", config.name(), "' virtual_hosts[", v, "].access");
       }
       if (policy == nullptr) {
         chains.push_back(nullptr);

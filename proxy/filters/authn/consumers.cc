@@ -69,7 +69,7 @@ absl::StatusOr<std::shared_ptr<const Consumers>> Consumers::compile(
 }
 
 const Consumer* Consumers::bySubject(std::string_view subject) const {
-  auto it = subjects_.find(subject);
+  auto it = subjects_.find(absl::string_view(subject.data(), subject.size()));
   return it == subjects_.end() ? nullptr : &consumers_[it->second];
 }
 

@@ -16,7 +16,7 @@ class JwksCache {
  public:
   // The key set fetched for `source` (remoteJwksKey()), or nullptr before its first fetch.
   const jwt_authn::KeySet* find(std::string_view source) const {
-    auto it = sets_.find(source);
+    auto it = sets_.find(absl::string_view(source.data(), source.size()));
     return it == sets_.end() ? nullptr : it->second.get();
   }
   // A copy with `source`'s key set replaced.

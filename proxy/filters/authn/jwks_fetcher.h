@@ -34,8 +34,8 @@ class JwksFetcher {
  public:
   // The address ("127.0.0.1:8080" or "[::1]:8080") of an endpoint of `cluster` to fetch from.
   using Resolve = std::function<std::optional<std::string>(const std::string& cluster)>;
-  using Publish = std::function<void(const std::string& key,
-                                     std::shared_ptr<const jwt_authn::KeySet> keys)>;
+  using Publish =
+      std::function<void(const std::string& key, std::shared_ptr<const jwt_authn::KeySet> keys)>;
 
   JwksFetcher(event_base* base, Resolve resolve, Publish publish, stats::Store* store,
               stats::Cells* cells);

@@ -17,8 +17,7 @@ absl::StatusOr<IpFilter> compileIpFilter(const config::v1::IpFilter& config,
   return IpFilter(*std::move(allow), *std::move(deny));
 }
 
-http::FilterStatus RouteFilter::onRequest(http::AccessContext& ctx,
-                                          http::LocalReply* reply) const {
+http::FilterStatus RouteFilter::onRequest(http::AccessContext& ctx, http::LocalReply* reply) const {
   if (filter_.admits(ctx.client)) return http::FilterStatus::kContinue;
   ctx.cells->add(denied_);
   reply->status = 403;

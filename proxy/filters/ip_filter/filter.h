@@ -13,7 +13,8 @@
 namespace sluice::ip_filter {
 
 // Compiles an IpFilter message; errors name `what` and the bad entry.
-absl::StatusOr<IpFilter> compileIpFilter(const config::v1::IpFilter& config, absl::string_view what);
+absl::StatusOr<IpFilter> compileIpFilter(const config::v1::IpFilter& config,
+                                         absl::string_view what);
 
 class RouteFilter : public http::AccessFilter {
  public:

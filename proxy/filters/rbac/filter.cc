@@ -60,8 +60,9 @@ absl::StatusOr<StringMatcher> StringMatcher::compile(const config::v1::StringMat
       break;
     }
     case config::v1::StringMatcher::MATCH_NOT_SET:
-      return absl::InvalidArgumentError("a string matcher needs exact, prefix, suffix, contains "
-                                        "or regex");
+      return absl::InvalidArgumentError(
+          "a string matcher needs exact, prefix, suffix, contains "
+          "or regex");
   }
   return m;
 }
@@ -203,8 +204,7 @@ absl::StatusOr<std::unique_ptr<RouteFilter>> RouteFilter::compile(const config::
   return f;
 }
 
-http::FilterStatus RouteFilter::onRequest(http::AccessContext& ctx,
-                                          http::LocalReply* reply) const {
+http::FilterStatus RouteFilter::onRequest(http::AccessContext& ctx, http::LocalReply* reply) const {
   int rule = -1;
   if (policy_.allows(ctx, &rule)) {
     ctx.cells->add(allowed_);
