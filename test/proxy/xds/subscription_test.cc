@@ -165,6 +165,7 @@ class SubscriptionTest : public ::testing::Test {
   void sendInitial() {
     subscription_->onUpdate(update(Kind::kCluster, "c1", {webCluster(), apiCluster()}));
     subscription_->onUpdate(update(Kind::kClusterLoadAssignment, "e1", {apiAssignment()}));
+    subscription_->onUpdate(update(Kind::kConsumer, "u1", {}));
     subscription_->onUpdate(update(Kind::kRouteConfiguration, "r1", {mainRoutes()}));
     subscription_->onUpdate(update(Kind::kListener, "l1", {httpListener()}));
     ASSERT_TRUE(subscription_->complete());
@@ -186,7 +187,7 @@ class SubscriptionTest : public ::testing::Test {
   int64_t applied(Kind kind) { return counter("sluice_xds_update_applied_total", kind); }
   int64_t rejected(Kind kind) { return counter("sluice_xds_update_rejected_total", kind); }
 
-  static Versions running() { return {"c1", "e1", "r1", "l1"}; }
+  static Versions running() { return {"c1", "e1", "u1", "r1", "l1"}; }
 
   event_base* base_;
   std::unique_ptr<stats::Store> store_;
@@ -196,28 +197,31 @@ class SubscriptionTest : public ::testing::Test {
   std::unique_ptr<Subscription> subscription_;
 };
 
-TEST_F(SubscriptionTest, InitialSequenceAppliesAndAcksEachTypeAndCompletesAfterAllFour) {
+TEST_F(SubscriptionTest, InitialSequenceAppliesAndAcksEachTypeAndCompletesAfterAllFive) {
   EXPECT_FALSE(subscription_->complete());
 
   subscription_->onUpdate(update(Kind::kCluster, "c1", {webCluster(), apiCluster()}));
   ASSERT_EQ(calls_.size(), 1u);
   EXPECT_EQ(calls_[0].clusters, 2u);
   EXPECT_EQ(calls_[0].route_configs, 0u);
-  EXPECT_EQ(calls_[0].versions, (Versions{"c1", "", "", ""}));
+  EXPECT_EQ(calls_[0].versions, (Versions{"c1", "", "", "", ""}));
   EXPECT_THAT(answerer_.summaries(), ElementsAre("ACK Cluster c1"));
   EXPECT_EQ(answerer_.answers[0].nonce, "nonce-Cluster-c1");
   EXPECT_FALSE(subscription_->complete());
 
   subscription_->onUpdate(update(Kind::kClusterLoadAssignment, "e1", {apiAssignment()}));
   EXPECT_FALSE(subscription_->complete());
+  subscription_->onUpdate(update(Kind::kConsumer, "u1", {}));
+  EXPECT_FALSE(subscription_->complete());
   subscription_->onUpdate(update(Kind::kRouteConfiguration, "r1", {mainRoutes()}));
   EXPECT_FALSE(subscription_->complete());
   subscription_->onUpdate(update(Kind::kListener, "l1", {httpListener()}));
   EXPECT_TRUE(subscription_->complete());
 
-  EXPECT_THAT(answerer_.summaries(), ElementsAre("ACK Cluster c1", "ACK ClusterLoadAssignment e1",
-                                                 "ACK RouteConfiguration r1", "ACK Listener l1"));
-  ASSERT_EQ(calls_.size(), 4u);
+  EXPECT_THAT(answerer_.summaries(),
+              ElementsAre("ACK Cluster c1", "ACK ClusterLoadAssignment e1", "ACK Consumer u1",
+                          "ACK RouteConfiguration r1", "ACK Listener l1"));
+  ASSERT_EQ(calls_.size(), 5u);
   // Each apply gets the whole candidate: the running resources of the other types too.
   const ApplyCall& last = calls_.back();
   EXPECT_EQ(last.clusters, 2u);
@@ -258,7 +262,7 @@ TEST_F(SubscriptionTest, InvalidRegexIsNackedWithTheValidatorsMessageAndNotAppli
   // The rejected update is gone: the next valid update is applied on the old routes.
   subscription_->onUpdate(update(Kind::kListener, "l2", {httpListener(10081)}));
   ASSERT_EQ(calls_.size(), 1u);
-  EXPECT_EQ(calls_[0].versions, (Versions{"c1", "e1", "r1", "l2"}));
+  EXPECT_EQ(calls_[0].versions, (Versions{"c1", "e1", "u1", "r1", "l2"}));
   EXPECT_THAT(subscription_->lastError(), IsEmpty());
 }
 
@@ -280,7 +284,7 @@ TEST_F(SubscriptionTest, ApplyFailureNacksTheTriggerWithItsMessageAndKeepsVersio
   subscription_->onUpdate(update(Kind::kListener, "l2", {httpListener(80)}));
 
   ASSERT_EQ(calls_.size(), 1u);
-  EXPECT_EQ(calls_[0].versions, (Versions{"c1", "e1", "r1", "l2"}));
+  EXPECT_EQ(calls_[0].versions, (Versions{"c1", "e1", "u1", "r1", "l2"}));
   ASSERT_EQ(answerer_.answers.size(), 1u);
   EXPECT_EQ(answerer_.answers[0].summary(), "NACK Listener l2");
   EXPECT_EQ(answerer_.answers[0].running_version, "l1");
@@ -294,7 +298,7 @@ TEST_F(SubscriptionTest, ApplyFailureNacksTheTriggerWithItsMessageAndKeepsVersio
   apply_status_ = absl::OkStatus();
   subscription_->onUpdate(update(Kind::kRouteConfiguration, "r2", {mainRoutes()}));
   ASSERT_EQ(calls_.size(), 2u);
-  EXPECT_EQ(calls_[1].versions, (Versions{"c1", "e1", "r2", "l1"}));
+  EXPECT_EQ(calls_[1].versions, (Versions{"c1", "e1", "u1", "r2", "l1"}));
   EXPECT_THAT(answerer_.summaries(), ElementsAre("NACK Listener l2", "ACK RouteConfiguration r2"));
 }
 
@@ -309,9 +313,9 @@ TEST_F(SubscriptionTest, DanglingReferenceIsHeldUntilTheRouteUpdateResolvesIt) {
   subscription_->onUpdate(update(Kind::kRouteConfiguration, "r2", {mainRoutes(false)}));
   ASSERT_EQ(calls_.size(), 1u);
   EXPECT_THAT(calls_[0].cluster_names, ElementsAre("api"));
-  EXPECT_EQ(calls_[0].versions, (Versions{"c2", "e1", "r2", "l1"}));
+  EXPECT_EQ(calls_[0].versions, (Versions{"c2", "e1", "u1", "r2", "l1"}));
   EXPECT_THAT(answerer_.summaries(), ElementsAre("ACK Cluster c2", "ACK RouteConfiguration r2"));
-  EXPECT_EQ(subscription_->versions(), (Versions{"c2", "e1", "r2", "l1"}));
+  EXPECT_EQ(subscription_->versions(), (Versions{"c2", "e1", "u1", "r2", "l1"}));
 
   // Nothing is left held: the hold timer does not NACK anything later.
   runLoopFor(kHold * 4);
@@ -365,7 +369,7 @@ TEST_F(SubscriptionTest, HeldUpdateIsNackedWithTheDanglingReferenceAfterTheHoldT
   subscription_->onUpdate(update(Kind::kRouteConfiguration, "r2", {mainRoutes(false)}));
   ASSERT_EQ(calls_.size(), 1u);
   EXPECT_THAT(calls_[0].cluster_names, ElementsAre("web", "api"));
-  EXPECT_EQ(calls_[0].versions, (Versions{"c1", "e1", "r2", "l1"}));
+  EXPECT_EQ(calls_[0].versions, (Versions{"c1", "e1", "u1", "r2", "l1"}));
 }
 
 TEST_F(SubscriptionTest, HoldTimeoutNacksOnlyTheCulpritAndAppliesUpdatesHeldForCompany) {
@@ -381,8 +385,8 @@ TEST_F(SubscriptionTest, HoldTimeoutNacksOnlyTheCulpritAndAppliesUpdatesHeldForC
   EXPECT_THAT(answerer_.summaries(), ElementsAre("NACK Cluster c2", "ACK Listener l2"));
   EXPECT_THAT(answerer_.answers[0].message, HasSubstr("names Cluster 'web' which does not exist"));
   ASSERT_EQ(calls_.size(), 1u);
-  EXPECT_EQ(calls_[0].versions, (Versions{"c1", "e1", "r1", "l2"}));
-  EXPECT_EQ(subscription_->versions(), (Versions{"c1", "e1", "r1", "l2"}));
+  EXPECT_EQ(calls_[0].versions, (Versions{"c1", "e1", "u1", "r1", "l2"}));
+  EXPECT_EQ(subscription_->versions(), (Versions{"c1", "e1", "u1", "r1", "l2"}));
 }
 
 TEST_F(SubscriptionTest, NewerUpdateOfTheSameTypeReplacesAHeldOne) {
@@ -393,7 +397,7 @@ TEST_F(SubscriptionTest, NewerUpdateOfTheSameTypeReplacesAHeldOne) {
 
   subscription_->onUpdate(update(Kind::kRouteConfiguration, "r2", {mainRoutes(false)}));
   ASSERT_EQ(calls_.size(), 1u);
-  EXPECT_EQ(calls_[0].versions, (Versions{"c3", "e1", "r2", "l1"}));
+  EXPECT_EQ(calls_[0].versions, (Versions{"c3", "e1", "u1", "r2", "l1"}));
   // c2 is never answered: the server ignores answers to nonces it has superseded.
   EXPECT_THAT(answerer_.summaries(), ElementsAre("ACK Cluster c3", "ACK RouteConfiguration r2"));
 }
@@ -437,7 +441,7 @@ TEST_F(SubscriptionTest, InvalidUpdateWhileAnotherIsHeldIsNackedAndTheHeldOneSta
 
   subscription_->onUpdate(update(Kind::kRouteConfiguration, "r3", {mainRoutes(false)}));
   ASSERT_EQ(calls_.size(), 1u);
-  EXPECT_EQ(calls_[0].versions, (Versions{"c2", "e1", "r3", "l1"}));
+  EXPECT_EQ(calls_[0].versions, (Versions{"c2", "e1", "u1", "r3", "l1"}));
   EXPECT_THAT(answerer_.summaries(), ElementsAre("NACK RouteConfiguration r2", "ACK Cluster c2",
                                                  "ACK RouteConfiguration r3"));
 }
@@ -501,7 +505,7 @@ TEST_F(SubscriptionTest, DisconnectDropsHeldUpdates) {
   subscription_->onUpdate(update(Kind::kRouteConfiguration, "r2", {mainRoutes()}));
   ASSERT_EQ(calls_.size(), 1u);
   EXPECT_THAT(calls_[0].cluster_names, ElementsAre("web", "api"));
-  EXPECT_EQ(calls_[0].versions, (Versions{"c1", "e1", "r2", "l1"}));
+  EXPECT_EQ(calls_[0].versions, (Versions{"c1", "e1", "u1", "r2", "l1"}));
   EXPECT_THAT(answerer_.summaries(), ElementsAre("ACK RouteConfiguration r2"));
 }
 
