@@ -2,15 +2,14 @@
 // for sluicectl and Prometheus metrics.
 #include <signal.h>
 
-#include <fstream>
 #include <memory>
 
 #include "absl/flags/flag.h"
-#include "absl/strings/ascii.h"
 #include "absl/strings/str_cat.h"
 #include "absl/time/time.h"
 #include "common/flags/flags.h"
 #include "common/log/log.h"
+#include "common/token/token.h"
 #include "control-plane/ads_server.h"
 #include "control-plane/config_store.h"
 #include "control-plane/management_service.h"
@@ -23,7 +22,8 @@ ABSL_FLAG(std::string, config_dir, "", "Directory of *.yaml config files to serv
 ABSL_FLAG(std::string, xds_listen, "127.0.0.1:18000",
           "Address for the proxies' ADS streams (use 0.0.0.0:18000 to serve other hosts).");
 ABSL_FLAG(std::string, mgmt_listen, "127.0.0.1:18001",
-          "Address of the management API (sluicectl).");
+          "Address of the management API (sluicectl). An address other than loopback needs "
+          "--token-file.");
 ABSL_FLAG(std::string, admin_listen, "127.0.0.1:18002", "Address serving /metrics.");
 ABSL_FLAG(std::string, token_file, "",
           "File holding a token the management API requires (\"authorization: Bearer <token>\").");
@@ -66,13 +66,16 @@ int run(int argc, char** argv) {
   const std::string dir = absl::GetFlag(FLAGS_config_dir);
   if (dir.empty()) return fail("--config-dir is required");
   std::string token;
-  if (!absl::GetFlag(FLAGS_token_file).empty()) {
-    std::ifstream in(absl::GetFlag(FLAGS_token_file));
-    if (!in)
-      return fail(absl::StrCat("cannot read --token-file ", absl::GetFlag(FLAGS_token_file)));
-    std::getline(in, token);
-    token = std::string(absl::StripAsciiWhitespace(token));
-    if (token.empty()) return fail("--token-file is empty");
+  if (const std::string file = absl::GetFlag(FLAGS_token_file); !file.empty()) {
+    absl::StatusOr<std::string> read = token::readFile(file, "--token-file");
+    if (!read.ok()) return fail(std::string(read.status().message()));
+    token = *std::move(read);
+  }
+  const std::string mgmt = absl::GetFlag(FLAGS_mgmt_listen);
+  if (token.empty() && !token::isLoopback(mgmt)) {
+    return fail(absl::StrCat("refusing to serve the management API on ", mgmt,
+                             " without a token: anyone who can reach it could apply config to "
+                             "every proxy; give --token-file, or bind 127.0.0.1"));
   }
 
   // Signals are taken by sigwait below; block them before any thread starts.
@@ -103,10 +106,8 @@ int run(int argc, char** argv) {
   if (ads_server == nullptr) {
     return fail(absl::StrCat("cannot listen on --xds-listen ", absl::GetFlag(FLAGS_xds_listen)));
   }
-  auto mgmt_server = startServer(absl::GetFlag(FLAGS_mgmt_listen), &management, "management API");
-  if (mgmt_server == nullptr) {
-    return fail(absl::StrCat("cannot listen on --mgmt-listen ", absl::GetFlag(FLAGS_mgmt_listen)));
-  }
+  auto mgmt_server = startServer(mgmt, &management, "management API");
+  if (mgmt_server == nullptr) return fail(absl::StrCat("cannot listen on --mgmt-listen ", mgmt));
   log::info("metrics on http://%s/metrics", absl::GetFlag(FLAGS_admin_listen));
 
   {

@@ -1,9 +1,8 @@
 #include "control-plane/management_service.h"
 
-#include <openssl/crypto.h>
-
 #include "absl/strings/str_cat.h"
 #include "common/config/redact.h"
+#include "common/token/token.h"
 #include "google/protobuf/util/time_util.h"
 
 namespace sluice::cp {
@@ -69,12 +68,12 @@ void ManagementService::count(const std::string& method, const std::string& resu
 grpc::Status ManagementService::admit(grpc::ServerContext* context, const std::string& method) {
   if (token_.empty()) return grpc::Status::OK;
   auto it = context->client_metadata().find("authorization");
-  std::string want = absl::StrCat("Bearer ", token_);
-  if (it == context->client_metadata().end() || it->second.size() != want.size() ||
-      CRYPTO_memcmp(it->second.data(), want.data(), want.size()) != 0) {
+  if (it == context->client_metadata().end() ||
+      !token::bearerMatches(absl::string_view(it->second.data(), it->second.size()), token_)) {
     count(method, "unauthenticated");
-    return grpc::Status(grpc::StatusCode::UNAUTHENTICATED,
-                        "this control plane requires a token (sluicectl --token or SLUICE_TOKEN)");
+    return grpc::Status(
+        grpc::StatusCode::UNAUTHENTICATED,
+        "this control plane requires a token (sluicectl --token-file, --token or SLUICE_TOKEN)");
   }
   return grpc::Status::OK;
 }

@@ -29,6 +29,7 @@ constexpr uint32_t kMaxRingSize = 8'388'608;
 constexpr uint32_t kMaxMaglevTableSize = 5'000'011;
 constexpr uint32_t kMaxNumRetries = 10;
 constexpr uint32_t kMaxBufferedBodyBytes = 16 << 20;
+constexpr uint64_t kMaxRequestBodyBytes = uint64_t{1} << 40;
 constexpr absl::string_view kRetryConditions[] = {"5xx", "gateway-error", "connect-failure",
                                                   "reset", "retriable-status-codes"};
 
@@ -373,6 +374,32 @@ class Validator {
     check.duration("timeouts.drain", t.has_drain(), t.drain(), 0, kMaxTimeoutSeconds);
     ipFilter(check, "ip_filter", l.ip_filter());
     check.range("xff_num_trusted_hops", l.xff_num_trusted_hops(), 0, 10, false);
+    listenerHardening(check, l);
+  }
+
+  // Per-address and rate limits on connections, body size, slow clients, path handling.
+  void listenerHardening(Checker& check, const v1::Listener& l) {
+    const v1::ListenerLimits& lim = l.limits();
+    check.range("limits.max_connections_per_ip", lim.max_connections_per_ip(), 1, 100'000);
+    check.range("limits.max_connection_rate", lim.max_connection_rate(), 1, 1'000'000);
+    check.range("limits.max_request_body_bytes", lim.max_request_body_bytes(), 1,
+                kMaxRequestBodyBytes);
+    // Faster than 1 MiB/s would cut off ordinary clients on slow links.
+    check.range("limits.min_bytes_per_second", lim.min_bytes_per_second(), 1, 1 << 20);
+    if (lim.max_connections() != 0 && lim.max_connections_per_ip() > lim.max_connections()) {
+      check.error("limits.max_connections_per_ip",
+                  absl::StrCat("must not exceed limits.max_connections (", lim.max_connections(),
+                               "), got ", lim.max_connections_per_ip()));
+    }
+    const v1::ListenerTimeouts& t = l.timeouts();
+    check.duration("timeouts.request_body_idle", t.has_request_body_idle(), t.request_body_idle(),
+                   1, kMaxTimeoutSeconds);
+    // Proto3 enums are open: a number from a newer or broken client arrives over xDS as is.
+    const int slashes = l.path_handling().escaped_slashes();
+    if (!v1::PathHandling::EscapedSlashes_IsValid(slashes)) {
+      check.error("path_handling.escaped_slashes",
+                  absl::StrCat("must be REJECT or KEEP_ENCODED, got ", slashes));
+    }
   }
 
   void ipFilter(Checker& check, const std::string& path, const v1::IpFilter& f) {

@@ -309,8 +309,24 @@ bool splitHead(std::string_view head, std::string_view* start_line, std::string_
 
 // Fills the target facts of `out` (target_form, scheme, raw_path, path, query) and the
 // authority of an absolute-form target.
-ParseStatus parseTarget(std::string_view target, RequestHead* out, std::string_view* authority,
-                        Error* err) {
+// Why normalizePath() refused `path`, for the log (error path only: it scans again).
+const char* pathError(std::string_view path, EscapedSlashes escaped_slashes) {
+  for (size_t i = 0; i + 2 < path.size(); ++i) {
+    if (path[i] != '%') continue;
+    const int hi = chars::hexValue(path[i + 1]);
+    const int lo = chars::hexValue(path[i + 2]);
+    if (hi < 0 || lo < 0) break;
+    const int c = hi * 16 + lo;
+    if (c < 0x20 || c == 0x7f) return "encoded control character in path";
+    if ((c == '/' || c == '\\') && escaped_slashes == EscapedSlashes::kReject) {
+      return "encoded slash or backslash in path";
+    }
+  }
+  return "invalid path";
+}
+
+ParseStatus parseTarget(std::string_view target, const Limits& limits, RequestHead* out,
+                        std::string_view* authority, Error* err) {
   if (out->method_kind == Method::kConnect) return fail(err, 501, "CONNECT is not supported");
   std::string_view rest;
   if (target[0] == '/') {
@@ -349,15 +365,15 @@ ParseStatus parseTarget(std::string_view target, RequestHead* out, std::string_v
   const std::string_view path = out->raw_path.empty() ? std::string_view("/") : out->raw_path;
   if (path.size() > kPathCapacity) return fail(err, 414, "path too long");
   size_t len = 0;
-  if (!normalizePath(path, out->path_buf, kPathCapacity, &len)) {
-    return fail(err, 400, "invalid path");
+  if (!normalizePath(path, out->path_buf, kPathCapacity, &len, limits.escaped_slashes)) {
+    return fail(err, 400, pathError(path, limits.escaped_slashes));
   }
   out->path = std::string_view(out->path_buf, len);
   return ParseStatus::kDone;
 }
 
-ParseStatus parseRequestLine(std::string_view line, RequestHead* out, std::string_view* authority,
-                             Error* err) {
+ParseStatus parseRequestLine(std::string_view line, const Limits& limits, RequestHead* out,
+                             std::string_view* authority, Error* err) {
   const size_t sp1 = line.find(' ');
   if (sp1 == std::string_view::npos) return fail(err, 400, "malformed request line");
   const size_t sp2 = line.find(' ', sp1 + 1);
@@ -372,7 +388,7 @@ ParseStatus parseRequestLine(std::string_view line, RequestHead* out, std::strin
     return ParseStatus::kError;
   }
   if (out->target.empty()) return fail(err, 400, "malformed request line");
-  return parseTarget(out->target, out, authority, err);
+  return parseTarget(out->target, limits, out, authority, err);
 }
 
 }  // namespace
@@ -491,7 +507,7 @@ ParseStatus parseRequestHead(std::string_view data, const Limits& limits, Reques
     return fail(err, 400, "malformed head");
   }
   std::string_view authority;
-  if (parseRequestLine(line, out, &authority, err) != ParseStatus::kDone) {
+  if (parseRequestLine(line, limits, out, &authority, err) != ParseStatus::kDone) {
     return ParseStatus::kError;
   }
   FieldFacts f;
@@ -591,7 +607,8 @@ BodyKind bodyKind(Method request_method, const ResponseHead& response) {
   return BodyKind::kUntilClose;
 }
 
-bool normalizePath(std::string_view path, char* out, size_t cap, size_t* out_len) {
+bool normalizePath(std::string_view path, char* out, size_t cap, size_t* out_len,
+                   EscapedSlashes escaped_slashes) {
   if (path.empty() || path[0] != '/' || cap == 0) return false;
   static constexpr char kHexDigits[] = "0123456789ABCDEF";
   size_t n = 0;
@@ -608,7 +625,12 @@ bool normalizePath(std::string_view path, char* out, size_t cap, size_t* out_len
         const int hi = chars::hexValue(path[i + 1]);
         const int lo = chars::hexValue(path[i + 2]);
         if (hi < 0 || lo < 0) return false;
-        const char decoded = static_cast<char>(hi * 16 + lo);
+        const int value = hi * 16 + lo;
+        if (value < 0x20 || value == 0x7f) return false;
+        if ((value == '/' || value == '\\') && escaped_slashes == EscapedSlashes::kReject) {
+          return false;
+        }
+        const char decoded = static_cast<char>(value);
         if (chars::is(decoded, chars::kUnreserved)) {
           if (n == cap) return false;
           out[n++] = decoded;

@@ -31,12 +31,21 @@ inline constexpr size_t kHeaderCapacity = 128;
 inline constexpr size_t kPathCapacity = 8 * 1024;  // normalized path; a longer path is 414
 inline constexpr size_t kConnectionTokenCapacity = 16;
 
+// What normalizePath() does with an encoded slash or backslash (%2F, %5C, in any case): an
+// upstream that decodes it sees two segments where routing and access rules saw one.
+enum class EscapedSlashes : uint8_t {
+  kReject,       // the request is answered 400 (the default)
+  kKeepEncoded,  // kept encoded, upper-cased: "/a%2fb" is the one segment "a%2Fb"
+};
+
 struct Limits {
   size_t max_head_bytes = 60 * 1024;    // start line + fields + the blank line, CRLFs included
   size_t max_headers = 100;             // field lines of a head (trailers: max_trailer_bytes)
   size_t max_request_line = 8 * 1024;   // request line (or status line) without its CRLF
   size_t max_chunk_line = 1024;         // chunk size + extensions without CRLF
   size_t max_trailer_bytes = 8 * 1024;  // the trailer section of a chunked body, CRLFs included
+  // Not a size, but a per-listener parser rule that travels with the limits into the parser.
+  EscapedSlashes escaped_slashes = EscapedSlashes::kReject;
 };
 
 enum class ParseStatus { kIncomplete, kDone, kError };
@@ -213,13 +222,20 @@ BodyKind bodyKind(Method request_method, const ResponseHead& response);
 
 // Normalizes an origin-form path (starting with '/', without query) into out[0, *out_len):
 //   1. %XX escapes: must be two hex digits; unreserved characters are decoded (%41 -> A, %2E ->
-//      .), all others stay encoded with upper-case hex (%2f -> %2F, so "a%2Fb" is one segment);
+//      .), all others stay encoded with upper-case hex (%3a -> %3A). An encoded slash or
+//      backslash (%2F, %5C) is rejected, or with kKeepEncoded kept as one ("a%2Fb" is one
+//      segment); an encoded control character (%00-%1F, %7F) is always rejected: an upstream
+//      that decodes it may cut the path at a NUL or split a header at a CR LF;
 //   2. empty segments are dropped ("//" -> "/");
-//   3. "." and ".." segments are removed (RFC 3986 5.2.4), after the decoding of step 1.
+//   3. "." and ".." segments are removed (RFC 3986 5.2.4), after the decoding of step 1, so
+//      "/a/%2e%2E/admin" is "/admin".
 // A ".." that would climb above the root is rejected rather than clamped: only a broken or
 // hostile client sends one, and refusing it leaves no doubt about what an upstream would see.
-// Returns false (answer 400) for that, for a bad escape, for a character outside pchar / '/',
+// A raw backslash is not pchar and is rejected, never read as a separator (some servers treat
+// it as one, others as a character: any choice would disagree with some upstream).
+// Returns false (answer 400) for those, for a bad escape, for a character outside pchar / '/',
 // or when `cap` is too small (the output is never longer than `path`). Idempotent.
-bool normalizePath(std::string_view path, char* out, size_t cap, size_t* out_len);
+bool normalizePath(std::string_view path, char* out, size_t cap, size_t* out_len,
+                   EscapedSlashes escaped_slashes = EscapedSlashes::kReject);
 
 }  // namespace sluice::http

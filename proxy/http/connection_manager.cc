@@ -297,6 +297,12 @@ class DownstreamConnection : public upstream::UpstreamOwner {
   ~DownstreamConnection() override;
 
   void start();
+  // The connection was counted against its client address (max_connections_per_ip): closing
+  // it gives the place back.
+  void countedAddress(const AddressKey& address) {
+    address_ = address;
+    address_counted_ = true;
+  }
   // Drain: close now if between requests, else after the current response.
   void drain();
   bool closed() const { return phase_ == Phase::kClosed; }
@@ -328,6 +334,10 @@ class DownstreamConnection : public upstream::UpstreamOwner {
   static void onTryTimeout(evutil_socket_t fd, short what, void* arg);
   // A fault-injection delay or a retry backoff ended.
   static void onWaitOver(evutil_socket_t fd, short what, void* arg);
+  // request_body_idle: checks how long the client has left the body paused.
+  static void onBodyTimer(evutil_socket_t fd, short what, void* arg);
+  // min_bytes_per_second: the end of a window in which the proxy waited on the client.
+  static void onRateTimer(evutil_socket_t fd, short what, void* arg);
   // No bytes moved on either side for the listener's idle timeout while a request was in
   // progress or its answer was being flushed.
   void onStreamTimer();
@@ -336,6 +346,15 @@ class DownstreamConnection : public upstream::UpstreamOwner {
   void onWritable();
   void process();
   void parseHead();
+  // Answers a request at its head with `status` and closes, leaving its body unread.
+  void refuseRequest(const RequestHead& head, int status, std::string_view body);
+  // The chunked body grew past max_request_body_bytes.
+  void bodyTooLarge();
+  // Notes whether the proxy now waits for request body bytes from the client.
+  void watchBody(bool waiting);
+  // The proxy starts waiting on the client (body bytes or room for response bytes): starts a
+  // min_bytes_per_second window unless one runs.
+  void watchClientRate();
   void startRequest(RequestHead& head);
   // The listener-wide checks of the client address (behind trusted proxies); false: answered.
   bool checkClient(RequestHead& head);
@@ -409,6 +428,12 @@ class DownstreamConnection : public upstream::UpstreamOwner {
   Limits limits_;
   size_t window_;
   absl::Duration header_timeout_, idle_timeout_;
+  // The listener's body and slow-client limits at accept (0: none).
+  uint64_t max_body_;
+  uint32_t min_rate_;
+  absl::Duration body_idle_;
+  bool address_counted_ = false;
+  AddressKey address_{};
 
   Phase phase_ = Phase::kHead;
   Timer timer_kind_ = Timer::kNone;
@@ -492,6 +517,20 @@ class DownstreamConnection : public upstream::UpstreamOwner {
   uint64_t progress_ = 0;
   uint64_t progress_at_arm_ = 0;
   bool in_process_ = false;  // process() is on the stack: it serves pipelined requests itself
+  // Decoded bytes of a chunked request body so far (a Content-Length is checked at the head).
+  uint64_t req_body_bytes_ = 0;
+  // The proxy waits for request body bytes from the client (not for room upstream) since
+  // body_wait_since_, or the last body byte, whichever is later.
+  bool waiting_body_ = false;
+  Clock::time_point body_wait_since_;
+  bool body_timer_armed_ = false;
+  event body_timer_;
+  // Bytes read from or written to the client; a min_bytes_per_second window started at
+  // client_bytes_at_window_.
+  uint64_t client_bytes_ = 0;
+  uint64_t client_bytes_at_window_ = 0;
+  bool rate_timer_armed_ = false;
+  event rate_timer_;
 };
 
 DownstreamConnection::DownstreamConnection(WorkerContext* worker, int fd,
@@ -509,6 +548,9 @@ DownstreamConnection::DownstreamConnection(WorkerContext* worker, int fd,
       window_(listener->buffer_limit),
       header_timeout_(listener->request_headers_timeout),
       idle_timeout_(listener->idle_timeout),
+      max_body_(listener->max_request_body_bytes),
+      min_rate_(listener->min_bytes_per_second),
+      body_idle_(listener->request_body_idle_timeout),
       req_chunked_(listener->limits),
       resp_chunked_(listener->limits) {
   formatPeer(peer, peer_, sizeof(peer_));
@@ -524,6 +566,8 @@ DownstreamConnection::DownstreamConnection(WorkerContext* worker, int fd,
   event_assign(&route_timer_, worker->base, -1, 0, &onRouteTimeout, this);
   event_assign(&try_timer_, worker->base, -1, 0, &onTryTimeout, this);
   event_assign(&wait_timer_, worker->base, -1, 0, &onWaitOver, this);
+  event_assign(&body_timer_, worker->base, -1, 0, &onBodyTimer, this);
+  event_assign(&rate_timer_, worker->base, -1, 0, &onRateTimer, this);
   worker->cells->add(lstats_.cx_total);
   worker->cells->gaugeAdd(lstats_.cx_active, 1);
 }
@@ -554,6 +598,7 @@ void DownstreamConnection::wantWrite(bool on) {
   if (on == writing_ || phase_ == Phase::kClosed) return;
   writing_ = on;
   if (on) {
+    watchClientRate();
     event_add(&sock_write_, nullptr);
   } else {
     event_del(&sock_write_);
@@ -670,6 +715,72 @@ void DownstreamConnection::onWaitOver(evutil_socket_t, short, void* arg) {
   if (c->phase_ == Phase::kStream) c->updateReadInterest();
 }
 
+void DownstreamConnection::onBodyTimer(evutil_socket_t, short, void* arg) {
+  auto* c = static_cast<DownstreamConnection*>(arg);
+  c->body_timer_armed_ = false;
+  if (c->phase_ != Phase::kStream || c->req_done_) return;
+  absl::Duration left = c->body_idle_;
+  if (c->waiting_body_) {
+    left -= absl::FromChrono(Clock::now() - c->body_wait_since_);
+    if (left <= absl::ZeroDuration()) {
+      c->worker_->cells->add(c->lstats_.rq_body_timeout);
+      c->releaseUpstream(false);
+      if (c->response_started_) {
+        c->countResponse(c->status_);
+        c->closeNow();
+      } else {
+        c->localReply(408, "request body timeout\n", true);
+      }
+      return;
+    }
+  }
+  // Waiting for room upstream is not the client's pause: look again a full timeout later.
+  c->body_timer_armed_ = true;
+  timeval tv = absl::ToTimeval(left);
+  event_add(&c->body_timer_, &tv);
+}
+
+void DownstreamConnection::onRateTimer(evutil_socket_t, short, void* arg) {
+  auto* c = static_cast<DownstreamConnection*>(arg);
+  c->rate_timer_armed_ = false;
+  if (c->phase_ == Phase::kClosed) return;
+  // Only a window that ends with the proxy still waiting on the client judges the client.
+  if (!c->waiting_body_ && !c->writing_) return;
+  constexpr int64_t kWindowSeconds = 10;
+  const uint64_t moved = c->client_bytes_ - c->client_bytes_at_window_;
+  if (moved < uint64_t{c->min_rate_} * kWindowSeconds) {
+    log::debug("closing %s on %s: %d bytes in %ds, below min_bytes_per_second %d", c->peer_,
+               c->listener_name_, moved, kWindowSeconds, c->min_rate_);
+    c->worker_->cells->add(c->lstats_.cx_too_slow);
+    if (c->phase_ == Phase::kStream && c->response_started_) c->countResponse(c->status_);
+    c->releaseUpstream(false);
+    c->closeNow();
+    return;
+  }
+  c->watchClientRate();
+}
+
+void DownstreamConnection::watchClientRate() {
+  if (min_rate_ == 0 || rate_timer_armed_) return;
+  rate_timer_armed_ = true;
+  client_bytes_at_window_ = client_bytes_;
+  timeval tv{10, 0};
+  event_add(&rate_timer_, &tv);
+}
+
+void DownstreamConnection::watchBody(bool waiting) {
+  if (waiting == waiting_body_) return;
+  waiting_body_ = waiting;
+  if (!waiting) return;
+  body_wait_since_ = Clock::now();
+  watchClientRate();
+  if (!body_timer_armed_) {
+    body_timer_armed_ = true;
+    timeval tv = absl::ToTimeval(body_idle_);
+    event_add(&body_timer_, &tv);
+  }
+}
+
 void DownstreamConnection::onReadable() {
   if (phase_ == Phase::kLingering) {
     char buf[16 * 1024];
@@ -678,7 +789,11 @@ void DownstreamConnection::onReadable() {
     return;
   }
   ssize_t n = readInto(in_, fd_);
-  if (n > 0) ++progress_;
+  if (n > 0) {
+    ++progress_;
+    client_bytes_ += static_cast<uint64_t>(n);
+    if (waiting_body_) body_wait_since_ = Clock::now();
+  }
   if (n == 0) {
     peer_closed_ = true;
   } else if (n < 0) {
@@ -766,6 +881,7 @@ void DownstreamConnection::updateReadInterest() {
         return;
     }
   }
+  watchBody(on && phase_ == Phase::kStream && !req_done_);
   wantRead(on);
 }
 
@@ -793,7 +909,44 @@ void DownstreamConnection::parseHead() {
     reject(err);
     return;
   }
+  // Requests in flight finish; new ones are shed while the process is short of memory.
+  if (worker_->overload != nullptr && worker_->overload->active.load(std::memory_order_relaxed)) {
+    worker_->cells->add(worker_->overload->rq_shed);
+    refuseRequest(head, 503, "overloaded\n");
+    return;
+  }
+  if (max_body_ != 0 && head.content_length.value_or(0) > max_body_) {
+    worker_->cells->add(lstats_.rq_too_large);
+    refuseRequest(head, 413, "request body too large\n");
+    return;
+  }
+  req_body_bytes_ = 0;
   startRequest(head);
+}
+
+void DownstreamConnection::refuseRequest(const RequestHead& head, int status,
+                                         std::string_view body) {
+  phase_ = Phase::kStream;
+  start_ = Clock::now();
+  method_ = head.method_kind;
+  version_minor_ = head.version_minor;
+  keep_alive_ = false;
+  req_mode_ = BodyMode::kNone;
+  // The body is not read: closing after the answer ends it.
+  evbuffer_drain(in_, evbuffer_get_length(in_));
+  localReply(status, body, true);
+}
+
+void DownstreamConnection::bodyTooLarge() {
+  worker_->cells->add(lstats_.rq_too_large);
+  releaseUpstream(false);
+  evbuffer_drain(in_, evbuffer_get_length(in_));
+  if (response_started_) {
+    countResponse(status_);
+    closeNow();
+  } else {
+    localReply(413, "request body too large\n", true);
+  }
 }
 
 void DownstreamConnection::reject(const Error& err) {
@@ -1431,6 +1584,11 @@ void DownstreamConnection::pumpRequestBody() {
           }
           return;
         }
+        req_body_bytes_ += r.data.size();
+        if (max_body_ != 0 && req_body_bytes_ > max_body_) {
+          bodyTooLarge();
+          return;
+        }
         if (body_copied_) copyPrefix(in_, body_copy_, r.consumed);
         for (Shadow* shadow : shadows_) shadow->feed(in_, r.consumed);
         evbuffer_remove_buffer(in_, to, r.consumed);
@@ -1829,6 +1987,7 @@ void DownstreamConnection::endStream(bool close) {
   response_started_ = false;
   scan_.reset();
   head_bytes_seen_ = false;
+  waiting_body_ = false;
   // A client that half-closed after pipelining still gets answers to what it sent.
   const bool closing =
       close || drain_ || worker_->draining || (peer_closed_ && evbuffer_get_length(in_) == 0);
@@ -1939,6 +2098,7 @@ void DownstreamConnection::flushDownstream() {
     }
     if (n == 0) break;
     ++progress_;
+    client_bytes_ += static_cast<uint64_t>(n);
   }
   wantWrite(evbuffer_get_length(out_) > 0);
 }
@@ -2025,11 +2185,14 @@ void DownstreamConnection::closeNow() {
   wantRead(false);
   wantWrite(false);
   event_del(&timer_);
+  event_del(&body_timer_);
+  event_del(&rate_timer_);
   phase_ = Phase::kClosed;
   close(fd_);
   fd_ = -1;
   worker_->cells->gaugeAdd(lstats_.cx_active, -1);
   counter_->connections.fetch_sub(1, std::memory_order_relaxed);
+  if (address_counted_) counter_->per_address.release(address_);
   gen_ = nullptr;
   seen_gen_ = nullptr;
   table_ = nullptr;
@@ -2053,6 +2216,21 @@ void acceptConnection(WorkerContext* worker, int fd, const sockaddr_storage& pee
     close(fd);
     return;
   }
+  // Accepted between the guard turning on and this worker pausing its listeners.
+  if (worker->overload != nullptr && worker->overload->active.load(std::memory_order_relaxed)) {
+    worker->cells->add(worker->overload->cx_refused);
+    close(fd);
+    return;
+  }
+  if (config->max_connection_rate != 0 &&
+      !counter->rate.admit(
+          config->max_connection_rate,
+          std::chrono::duration_cast<std::chrono::nanoseconds>(Clock::now().time_since_epoch())
+              .count())) {
+    worker->cells->add(config->stats.cx_rate_limited);
+    close(fd);
+    return;
+  }
   if (config->ip_filter != nullptr && config->xff_hops == 0) {
     std::optional<ip_filter::IpAddress> ip = ip_filter::IpAddress::fromSockaddr(peer);
     if (!ip.has_value() || !config->ip_filter->admits(*ip)) {
@@ -2068,8 +2246,17 @@ void acceptConnection(WorkerContext* worker, int fd, const sockaddr_storage& pee
     close(fd);
     return;
   }
+  AddressKey address;
+  const bool per_address = config->max_connections_per_ip != 0 && addressKey(peer, &address);
+  if (per_address && !counter->per_address.acquire(address, config->max_connections_per_ip)) {
+    counter->connections.fetch_sub(1, std::memory_order_relaxed);
+    worker->cells->add(config->stats.cx_per_ip_overflow);
+    close(fd);
+    return;
+  }
   auto* conn =
       new DownstreamConnection(worker, fd, peer, std::move(gen), config, std::move(counter));
+  if (per_address) conn->countedAddress(address);
   worker->connections.push_back(conn);
   conn->start();
 }

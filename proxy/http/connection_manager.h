@@ -14,6 +14,7 @@
 #include <string>
 #include <vector>
 
+#include "proxy/http/admission.h"
 #include "proxy/http/codec.h"
 #include "proxy/http/mirror.h"
 #include "proxy/server/generation.h"
@@ -37,6 +38,8 @@ struct WorkerContext {
   ShadowSet shadows;
   // The generation new requests start on; replaced by the worker when the main thread posts one.
   std::shared_ptr<const server::Generation> generation;
+  // Null when the process has no overload guard.
+  const Overload* overload = nullptr;
   // Scratch space for the head being parsed: a head is parsed and forwarded in one go, so one of
   // each serves every connection of the worker.
   std::unique_ptr<RequestHead> request_head;
@@ -62,9 +65,12 @@ struct WorkerContext {
 // after each pass).
 void flushDeferred(WorkerContext* worker);
 
-// A listener's shared connection count, across workers and generations (max_connections).
+// A listener's shared connection counts, across workers and generations: max_connections,
+// max_connections_per_ip and max_connection_rate.
 struct ListenerCounter {
   std::atomic<uint32_t> connections{0};
+  AddressCounts per_address;
+  ConnectionRate rate;
 };
 
 // Takes over an accepted socket of listener `listener` (a name in the worker's generation).

@@ -40,6 +40,23 @@ ListenerStats declareListenerStats(const std::string& name, stats::Store* store)
   s.cx_overflow =
       store->counter("sluice_http_downstream_cx_overflow_total",
                      "Connections refused because max_connections was reached.", labels);
+  s.cx_per_ip_overflow = store->counter(
+      "sluice_http_downstream_cx_per_ip_overflow_total",
+      "Connections refused because their client address had max_connections_per_ip.", labels);
+  s.cx_rate_limited = store->counter(
+      "sluice_http_downstream_cx_rate_limited_total",
+      "Connections refused because the listener's max_connection_rate was exceeded.", labels);
+  s.cx_too_slow = store->counter(
+      "sluice_http_downstream_cx_too_slow_total",
+      "Connections closed for sending a body or reading a response below min_bytes_per_second.",
+      labels);
+  s.rq_too_large = store->counter(
+      "sluice_http_downstream_rq_too_large_total",
+      "Requests whose body exceeded max_request_body_bytes (413, or a reset once answered).",
+      labels);
+  s.rq_body_timeout = store->counter(
+      "sluice_http_downstream_rq_body_timeout_total",
+      "Requests whose client paused the body longer than request_body_idle (408).", labels);
   s.rq_rejected = store->counter("sluice_http_downstream_rq_rejected_total",
                                  "Malformed requests answered with an error and closed.", labels);
   s.rq_timeout = store->counter("sluice_http_downstream_rq_header_timeout_total",
@@ -178,6 +195,13 @@ absl::StatusOr<std::shared_ptr<Generation>> compileGeneration(
     }
     if (lim.buffer_limit_kb() != 0) listener->buffer_limit = size_t{lim.buffer_limit_kb()} * 1024;
     listener->max_connections = lim.max_connections();
+    listener->max_connections_per_ip = lim.max_connections_per_ip();
+    listener->max_connection_rate = lim.max_connection_rate();
+    listener->max_request_body_bytes = lim.max_request_body_bytes();
+    listener->min_bytes_per_second = lim.min_bytes_per_second();
+    if (lc.path_handling().escaped_slashes() == v1::PathHandling::KEEP_ENCODED) {
+      listener->limits.escaped_slashes = http::EscapedSlashes::kKeepEncoded;
+    }
     const v1::ListenerTimeouts& t = lc.timeouts();
     listener->request_headers_timeout =
         durationOr(t.has_request_headers(), t.request_headers(), absl::Seconds(10));
@@ -190,6 +214,8 @@ absl::StatusOr<std::shared_ptr<Generation>> compileGeneration(
       listener->ip_filter = std::make_shared<const ip_filter::IpFilter>(*std::move(filter));
     }
     listener->xff_hops = lc.xff_num_trusted_hops();
+    listener->request_body_idle_timeout =
+        durationOr(t.has_request_body_idle(), t.request_body_idle(), listener->idle_timeout);
     listener->stats = declareListenerStats(listener->name, store);
     gen->listeners[listener->name] = std::move(listener);
   }

@@ -27,12 +27,17 @@ struct ListenerStats {
   stats::HistogramId rq_time;
   stats::CounterId cx_total;
   stats::GaugeId cx_active;
-  stats::CounterId cx_overflow;   // refused: max_connections reached
-  stats::CounterId rq_rejected;   // malformed requests answered 4xx and closed
-  stats::CounterId rq_timeout;    // request heads not received in time (408)
-  stats::CounterId fault_delays;  // requests delayed by a route's fault injection
-  stats::CounterId fault_aborts;  // requests answered by a route's fault injection
-  stats::CounterId ip_denied;     // connections closed or requests answered 403 by ip_filter
+  stats::CounterId cx_overflow;         // refused: max_connections reached
+  stats::CounterId cx_per_ip_overflow;  // refused: max_connections_per_ip reached
+  stats::CounterId cx_rate_limited;     // refused: max_connection_rate exceeded
+  stats::CounterId cx_too_slow;         // closed: below min_bytes_per_second
+  stats::CounterId rq_rejected;         // malformed requests answered 4xx and closed
+  stats::CounterId rq_timeout;          // request heads not received in time (408)
+  stats::CounterId rq_too_large;        // bodies over max_request_body_bytes (413 or reset)
+  stats::CounterId rq_body_timeout;     // request bodies paused past request_body_idle (408)
+  stats::CounterId fault_delays;        // requests delayed by a route's fault injection
+  stats::CounterId fault_aborts;        // requests answered by a route's fault injection
+  stats::CounterId ip_denied;           // connections closed or requests answered 403 by ip_filter
 };
 
 struct ListenerConfig {
@@ -42,9 +47,14 @@ struct ListenerConfig {
   std::string route_config;
   http::Limits limits;
   size_t buffer_limit = 32 * 1024;
-  uint32_t max_connections = 0;  // 0: unlimited
+  uint32_t max_connections = 0;         // 0: unlimited
+  uint32_t max_connections_per_ip = 0;  // 0: unlimited
+  uint32_t max_connection_rate = 0;     // new connections per second; 0: unlimited
+  uint64_t max_request_body_bytes = 0;  // 0: unlimited
+  uint32_t min_bytes_per_second = 0;    // 0: off
   absl::Duration request_headers_timeout = absl::Seconds(10);
   absl::Duration idle_timeout = absl::Seconds(60);
+  absl::Duration request_body_idle_timeout = absl::Seconds(60);
   absl::Duration drain_timeout = absl::Seconds(30);
   // Listener.ip_filter (null: none) and the x-forwarded-for entries trusted.
   std::shared_ptr<const ip_filter::IpFilter> ip_filter;

@@ -7,6 +7,7 @@
 #include "absl/time/time.h"
 #include "common/flags/flags.h"
 #include "common/log/log.h"
+#include "common/token/token.h"
 #include "proxy/server/buffer_memory.h"
 #include "proxy/server/server.h"
 
@@ -17,7 +18,14 @@ ABSL_FLAG(std::string, config_dir, "",
           "Serve this directory of YAML instead of a control plane (SIGHUP reloads it).");
 ABSL_FLAG(int, workers, 0, "Worker threads (0: one per core).");
 ABSL_FLAG(std::string, admin, "127.0.0.1:9901",
-          "Admin endpoint (/ready /metrics /config_dump /clusters).");
+          "Admin endpoint (/ready /metrics /config_dump /clusters). An address other than "
+          "loopback needs --admin-token-file.");
+ABSL_FLAG(std::string, admin_token_file, "",
+          "File holding a token the admin endpoint then requires on every path but /ready "
+          "(\"authorization: Bearer <token>\").");
+ABSL_FLAG(uint64_t, overload_max_heap_mb, 0,
+          "Past this much heap in use (MiB), shed new requests with 503 and stop accepting "
+          "until it is below 90% of it (0: off).");
 ABSL_FLAG(absl::Duration, drain_timeout, absl::ZeroDuration(),
           "Longest graceful drain on SIGTERM (0: the listeners' drain timeouts, default 30s).");
 ABSL_FLAG(std::string, dns_hosts_file, "",
@@ -41,7 +49,8 @@ int main(int argc, char** argv) {
       argc, argv,
       "the Sluice proxy.\n"
       "usage: sluice --xds HOST:PORT --node-id ID --node-group GROUP [--workers N] [--admin ADDR]\n"
-      "       sluice --config-dir DIR [--workers N] [--admin ADDR]");
+      "       sluice --config-dir DIR [--workers N] [--admin ADDR]\n"
+      "       [--admin-token-file FILE] [--overload-max-heap-mb MIB]");
   sluice::log::setComponent("sluice");
   if (!args.empty()) return fail(absl::StrCat("unexpected argument '", args[0], "'"));
   Level level;
@@ -62,6 +71,19 @@ int main(int argc, char** argv) {
     return fail("give exactly one of --xds (a control plane) or --config-dir (local YAML)");
   }
   if (options.workers < 0 || options.workers > 256) return fail("--workers must be 0-256");
+  if (const std::string file = absl::GetFlag(FLAGS_admin_token_file); !file.empty()) {
+    absl::StatusOr<std::string> token = sluice::token::readFile(file, "--admin-token-file");
+    if (!token.ok()) return fail(std::string(token.status().message()));
+    options.admin_token = *std::move(token);
+  }
+  if (options.admin_token.empty() && !sluice::token::isLoopback(options.admin)) {
+    return fail(absl::StrCat("refusing to serve the admin endpoint on ", options.admin,
+                             " without a token: it shows the config and cluster state to anyone "
+                             "who can reach it; give --admin-token-file, or bind 127.0.0.1"));
+  }
+  const uint64_t heap_mb = absl::GetFlag(FLAGS_overload_max_heap_mb);
+  if (heap_mb > (uint64_t{1} << 30)) return fail("--overload-max-heap-mb is too large");
+  options.overload_max_heap_bytes = heap_mb << 20;
   if (options.node_id.empty()) {
     char host[256] = {};
     gethostname(host, sizeof(host) - 1);

@@ -24,6 +24,7 @@
 #include "common/config/redact.h"
 #include "common/config/validator.h"
 #include "common/log/log.h"
+#include "common/token/token.h"
 #include "google/protobuf/util/json_util.h"
 #include "prometheus/metric_family.h"
 #include "prometheus/text_serializer.h"
@@ -143,8 +144,16 @@ Server::Server(Options options) : options_(std::move(options)) {
   store_ = stats::Store::create(worker_count_ + 1);
   cells_ = store_->cells(worker_count_);
   base_ = event_base_new();
+  if (options_.overload_max_heap_bytes > 0) {
+    overload_ =
+        std::make_unique<OverloadGuard>(base_, options_.overload_max_heap_bytes, store_.get(),
+                                        cells_, &OverloadGuard::heapInUse, [this](bool active) {
+                                          for (auto& w : workers_) w->setAccepting(!active);
+                                        });
+  }
   for (int i = 0; i < worker_count_; ++i) {
-    workers_.push_back(std::make_unique<Worker>(i, store_->cells(i)));
+    workers_.push_back(std::make_unique<Worker>(
+        i, store_->cells(i), overload_ != nullptr ? overload_->state() : nullptr));
   }
   xds_connected_gauge_ = store_->gauge("sluice_xds_connected",
                                        "1 while the ADS stream to the control plane is up.", {});
@@ -193,6 +202,7 @@ Server::~Server() {
   if (xds_fd_ >= 0) close(xds_fd_);
   if (shutdown_tick_ != nullptr) event_free(shutdown_tick_);
   if (admin_ != nullptr) evhttp_free(admin_);
+  overload_.reset();
   event_base_free(base_);
 }
 
@@ -401,8 +411,8 @@ absl::Status Server::startAdmin() {
     return absl::FailedPreconditionError(
         absl::StrCat("cannot serve the admin endpoint on ", options_.admin, ": ", strerror(errno)));
   }
-  log::info("admin endpoint on http://%s/ (/ready /metrics /config_dump /clusters)",
-            options_.admin);
+  log::info("admin endpoint on http://%s/ (/ready /metrics /config_dump /clusters)%s",
+            options_.admin, options_.admin_token.empty() ? "" : ", token required but on /ready");
   return absl::OkStatus();
 }
 
@@ -452,6 +462,22 @@ void Server::handleAdmin(evhttp_request* req, void* arg) {
   int code = 200;
   std::string body;
   const char* type = "application/json";
+  evkeyvalq* headers = evhttp_request_get_output_headers(req);
+  // /ready stays open: load balancers and orchestrators probe it without credentials, and it
+  // tells no more than whether the proxy takes traffic.
+  if (!self->options_.admin_token.empty() && path != "/ready") {
+    const char* auth = evhttp_find_header(evhttp_request_get_input_headers(req), "Authorization");
+    if (auth == nullptr || !token::bearerMatches(auth, self->options_.admin_token)) {
+      evhttp_add_header(headers, "WWW-Authenticate", "Bearer");
+      evhttp_add_header(headers, "Content-Type", "text/plain");
+      evbuffer* out = evbuffer_new();
+      constexpr std::string_view kDenied = "a bearer token is required\n";
+      evbuffer_add(out, kDenied.data(), kDenied.size());
+      evhttp_send_reply(req, 401, "Unauthorized", out);
+      evbuffer_free(out);
+      return;
+    }
+  }
   if (path == "/ready") {
     type = "text/plain";
     if (self->ready()) {
@@ -472,7 +498,6 @@ void Server::handleAdmin(evhttp_request* req, void* arg) {
     type = "text/plain";
     body = "not found; try /ready, /metrics, /config_dump or /clusters\n";
   }
-  evkeyvalq* headers = evhttp_request_get_output_headers(req);
   evhttp_add_header(headers, "Content-Type", type);
   evbuffer* out = evbuffer_new();
   evbuffer_add(out, body.data(), body.size());
@@ -588,6 +613,7 @@ int Server::run() {
     log::error("%s", s.message());
     return 1;
   }
+  if (overload_ != nullptr) overload_->start();
   if (!options_.config_dir.empty()) {
     if (absl::Status s = loadConfigDir(); !s.ok()) {
       log::error("config in %s is invalid:\n%s", options_.config_dir, s.message());

@@ -11,6 +11,7 @@
 #include "absl/status/status.h"
 #include "absl/time/time.h"
 #include "proxy/server/generation.h"
+#include "proxy/server/overload_guard.h"
 #include "proxy/server/worker.h"
 #include "proxy/stats/store.h"
 #include "proxy/upstream/cluster_manager.h"
@@ -28,6 +29,9 @@ struct Options {
   std::string admin = "127.0.0.1:9901";
   absl::Duration drain_timeout = absl::Seconds(30);
   std::string dns_hosts_file;  // host names for DNS clusters, consulted before DNS
+  // Bearer token the admin endpoint requires on every path but /ready (empty: none).
+  std::string admin_token;
+  uint64_t overload_max_heap_bytes = 0;  // 0: no overload guard
 };
 
 class Server {
@@ -78,7 +82,8 @@ class Server {
   int worker_count_;
   event_base* base_ = nullptr;
   std::unique_ptr<stats::Store> store_;
-  stats::Cells* cells_ = nullptr;  // the main thread's
+  stats::Cells* cells_ = nullptr;            // the main thread's
+  std::unique_ptr<OverloadGuard> overload_;  // before the workers, which read its flag
   std::unique_ptr<upstream::ClusterManager> clusters_;
   std::unique_ptr<authn::JwksFetcher> jwks_;
   std::vector<std::unique_ptr<Worker>> workers_;

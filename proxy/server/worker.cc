@@ -17,13 +17,14 @@ constexpr int kAcceptBatch = 64;
 constexpr timeval kAcceptPause = {0, 100 * 1000};
 }  // namespace
 
-Worker::Worker(int index, stats::Cells* cells) : index_(index) {
+Worker::Worker(int index, stats::Cells* cells, const http::Overload* overload) : index_(index) {
   event_config* cfg = event_config_new();
   // One thread per base: libevent need not lock it.
   event_config_set_flag(cfg, EVENT_BASE_FLAG_NOLOCK);
   base_ = event_base_new_with_config(cfg);
   event_config_free(cfg);
   ctx_ = std::make_unique<http::WorkerContext>(index, base_, cells);
+  ctx_->overload = overload;
   ctx_->reaper = event_new(base_, -1, 0, &Worker::onReap, this);
   wake_fd_ = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
   wake_ev_ = event_new(base_, wake_fd_, EV_READ | EV_PERSIST, &Worker::onWake, this);
@@ -97,7 +98,7 @@ void Worker::update(std::shared_ptr<const Generation> generation, std::vector<Li
       l->worker = this;
       l->ev = event_new(base_, l->fd, EV_READ | EV_PERSIST, &Worker::onAccept, l.get());
       l->resume = evtimer_new(base_, &Worker::onResumeAccept, l.get());
-      if (!ctx_->draining) event_add(l->ev, nullptr);
+      if (!ctx_->draining && !paused_) event_add(l->ev, nullptr);
       listeners_[l->name] = std::move(l);
     }
     if (switched) switched();
@@ -139,7 +140,22 @@ void Worker::onAccept(evutil_socket_t fd, short, void* arg) {
 
 void Worker::onResumeAccept(evutil_socket_t, short, void* arg) {
   auto* l = static_cast<Listener*>(arg);
-  if (!l->worker->ctx_->draining) event_add(l->ev, nullptr);
+  if (!l->worker->ctx_->draining && !l->worker->paused_) event_add(l->ev, nullptr);
+}
+
+void Worker::setAccepting(bool on) {
+  post([this, on] {
+    paused_ = !on;
+    if (ctx_->draining) return;
+    for (auto& [name, l] : listeners_) {
+      if (on) {
+        // Unless the file-descriptor pause runs: its timer resumes the listener.
+        if (!evtimer_pending(l->resume, nullptr)) event_add(l->ev, nullptr);
+      } else {
+        event_del(l->ev);
+      }
+    }
+  });
 }
 
 void Worker::onReap(evutil_socket_t, short, void* arg) {

@@ -29,7 +29,8 @@ struct ListenerSocket {
 
 class Worker {
  public:
-  Worker(int index, stats::Cells* cells);
+  // `overload`: the overload guard's flag (null: none), read by the worker's connections.
+  Worker(int index, stats::Cells* cells, const http::Overload* overload = nullptr);
   ~Worker();
   Worker(const Worker&) = delete;
   Worker& operator=(const Worker&) = delete;
@@ -44,6 +45,9 @@ class Worker {
   // Main thread: stop accepting and drain: idle connections close, busy ones after their
   // response.
   void drain();
+  // Main thread: pause (false) or resume (true) accepting on every listener, for the overload
+  // guard. Connections already accepted are served; new ones wait in the kernel's backlog.
+  void setAccepting(bool on);
   // Open downstream connections (published by the worker after each drain step).
   size_t openConnections() const { return open_.load(std::memory_order_acquire); }
   // Main thread: closes what is left and joins the thread.
@@ -79,6 +83,7 @@ class Worker {
   absl::flat_hash_map<std::string, std::unique_ptr<Listener>> listeners_;
   std::atomic<size_t> open_{0};
   bool stopping_ = false;  // worker thread only: set by the task stop() posts
+  bool paused_ = false;    // worker thread only: setAccepting(false)
   std::thread thread_;
 };
 

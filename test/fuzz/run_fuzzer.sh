@@ -4,11 +4,11 @@
 #
 #   test/fuzz/run_fuzzer.sh [SECONDS] [-- LIBFUZZER_FLAGS...]
 #
-# SECONDS defaults to 60. Environment: TARGET (config_loader or http_parser; default
-# config_loader), OUT (default /tmp/sluice-fuzz/$TARGET: binary, the growing working corpus,
-# crash artifacts), JOBS (parallel fuzzing processes, default 1). The checked-in seed corpus is
-# only read; add a crashing input to it by hand once the bug is fixed, so that the corpus test
-# keeps it fixed.
+# SECONDS defaults to 60. Environment: TARGET (config_loader, http_parser or path_normalizer;
+# default config_loader), OUT (default /tmp/sluice-fuzz/$TARGET: binary, the growing working
+# corpus, crash artifacts), JOBS (parallel fuzzing processes, default 1). The checked-in seed
+# corpus is only read; add a crashing input to it by hand once the bug is fixed, so that the
+# corpus test keeps it fixed.
 set -euo pipefail
 
 cd "$(dirname "$0")/../.."
@@ -34,6 +34,10 @@ case $target in
     ;;
   http_parser)
     sources=(test/fuzz/http_parser_fuzz.cc proxy/http/codec.cc proxy/http/chunked.cc)
+    libs=()
+    ;;
+  path_normalizer)
+    sources=(test/fuzz/path_normalizer_fuzz.cc proxy/http/codec.cc)
     libs=()
     ;;
   *)

@@ -88,7 +88,7 @@ void BM_BrowserRequestByteAtATime(benchmark::State& state) {
 BENCHMARK(BM_BrowserRequestByteAtATime);
 
 void BM_NormalizePath(benchmark::State& state) {
-  constexpr std::string_view kPath = "/api/v2/./orders//12345/../12346/items/%7Euser/%2f";
+  constexpr std::string_view kPath = "/api/v2/./orders//12345/../12346/items/%7Euser/%3a";
   char out[128];
   for (auto _ : state) {
     size_t len = 0;

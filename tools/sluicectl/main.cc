@@ -21,6 +21,7 @@
 #include "common/config/config_set.h"
 #include "common/config/loader.h"
 #include "common/config/yaml_proto.h"
+#include "common/token/token.h"
 #include "google/protobuf/util/json_util.h"
 #include "google/protobuf/util/time_util.h"
 #include "grpcpp/grpcpp.h"
@@ -50,7 +51,9 @@ commands:
 
 global flags:
   --server ADDR     management API of sluice-cp (default $SLUICE_SERVER or 127.0.0.1:18001)
-  --token TOKEN     bearer token, when sluice-cp has --token-file (default $SLUICE_TOKEN)
+  --token-file FILE file holding the bearer token, when sluice-cp has --token-file
+  --token TOKEN     the token itself (default $SLUICE_TOKEN); visible to other local users
+                    in the process list, so prefer --token-file
   --timeout DUR     per call, e.g. 10s (default 10s)
   -o FORMAT         text (default), json, or yaml (get: re-appliable YAML)
 
@@ -501,6 +504,11 @@ int run(int argc, char** argv) {
       if (!value(&o.server)) return usage("--server needs an address");
     } else if (is("--token")) {
       if (!value(&o.token)) return usage("--token needs a value");
+    } else if (is("--token-file")) {
+      if (!value(&v)) return usage("--token-file needs a file");
+      absl::StatusOr<std::string> token = token::readFile(v, "--token-file");
+      if (!token.ok()) return usage(std::string(token.status().message()));
+      o.token = *std::move(token);
     } else if (is("--timeout")) {
       if (!value(&v) || !absl::ParseDuration(v, &o.timeout) || o.timeout <= absl::ZeroDuration()) {
         return usage("--timeout needs a duration such as 10s");

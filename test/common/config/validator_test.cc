@@ -229,6 +229,84 @@ timeouts:
                                                  "must be between 1ms and 3600s, got 7200s")));
 }
 
+TEST(ValidatorTest, ListenerHardeningFieldsInRange) {
+  LoadResult r = loadYaml(absl::StrCat(kMain, R"(
+kind: Listener
+name: http
+port: 8080
+route_config: main
+limits:
+  max_connections: 1000
+  max_connections_per_ip: 50
+  max_connection_rate: 200
+  max_request_body_bytes: 10485760
+  min_bytes_per_second: 1024
+timeouts:
+  request_body_idle: 15s
+path_handling: {escaped_slashes: KEEP_ENCODED}
+)"));
+  EXPECT_THAT(r.errors, IsEmpty());
+}
+
+TEST(ValidatorTest, ListenerHardeningFieldsOutOfRange) {
+  LoadResult r = loadYaml(absl::StrCat(kMain, R"(
+kind: Listener
+name: http
+port: 8080
+route_config: main
+limits:
+  max_connections_per_ip: 100001
+  max_connection_rate: 1000001
+  max_request_body_bytes: 1099511627777
+  min_bytes_per_second: 1048577
+timeouts:
+  request_body_idle: 0.0001s
+)"));
+  EXPECT_THAT(r.errors,
+              ElementsAre(isDiagnostic(15, "Listener", "http", "limits.max_connections_per_ip",
+                                       "must be between 1 and 100000, got 100001"),
+                          isDiagnostic(16, "Listener", "http", "limits.max_connection_rate",
+                                       "must be between 1 and 1000000, got 1000001"),
+                          isDiagnostic(17, "Listener", "http", "limits.max_request_body_bytes",
+                                       "must be between 1 and 1099511627776, got 1099511627777"),
+                          isDiagnostic(18, "Listener", "http", "limits.min_bytes_per_second",
+                                       "must be between 1 and 1048576, got 1048577"),
+                          isDiagnostic(20, "Listener", "http", "timeouts.request_body_idle",
+                                       "must be between 1ms and 3600s, got 0.0001s")));
+}
+
+TEST(ValidatorTest, ListenerPerIpLimitAboveTheListenersLimit) {
+  LoadResult r = loadYaml(absl::StrCat(kMain, R"(
+kind: Listener
+name: http
+port: 8080
+route_config: main
+limits: {max_connections: 10, max_connections_per_ip: 11}
+timeouts: {request_body_idle: 2h}
+)"));
+  EXPECT_THAT(r.errors,
+              ElementsAre(isDiagnostic(14, "Listener", "http", "limits.max_connections_per_ip",
+                                       "must not exceed limits.max_connections (10), got 11"),
+                          isDiagnostic(15, "Listener", "http", "timeouts.request_body_idle",
+                                       "must be between 1ms and 3600s, got 7200s")));
+}
+
+TEST(ValidatorTest, UnknownEscapedSlashesValueFromXds) {
+  LoadResult r = loadYaml(absl::StrCat(kMain, R"(
+kind: Listener
+name: http
+port: 8080
+route_config: main
+)"));
+  ASSERT_THAT(r.errors, IsEmpty());
+  ASSERT_EQ(r.config.listeners.size(), 1u);
+  r.config.listeners[0].resource.mutable_path_handling()->set_escaped_slashes(
+      static_cast<v1::PathHandling::EscapedSlashes>(7));
+  EXPECT_THAT(validateConfig(r.config),
+              ElementsAre(isDiagnostic(10, "Listener", "http", "path_handling.escaped_slashes",
+                                       "must be REJECT or KEEP_ENCODED, got 7")));
+}
+
 TEST(ValidatorTest, ListenerAddressNotAnIp) {
   LoadResult r = loadYaml(absl::StrCat(kMain, R"(
 kind: Listener

@@ -286,11 +286,46 @@ TEST_F(RequestHeadTest, QueryForms) {
 }
 
 TEST_F(RequestHeadTest, PathIsNormalizedOnce) {
-  ASSERT_EQ(parse("GET /a/./b/../c//d/%7euser/%2f?q=1 HTTP/1.1\r\nHost: a\r\n\r\n"),
+  ASSERT_EQ(parse("GET /a/./b/../c//d/%7euser/%3a?q=1 HTTP/1.1\r\nHost: a\r\n\r\n"),
             ParseStatus::kDone);
-  EXPECT_EQ(head_->raw_path, "/a/./b/../c//d/%7euser/%2f");
-  EXPECT_EQ(head_->path, "/a/c/d/~user/%2F");
+  EXPECT_EQ(head_->raw_path, "/a/./b/../c//d/%7euser/%3a");
+  EXPECT_EQ(head_->path, "/a/c/d/~user/%3A");
   EXPECT_EQ(head_->query, "q=1");
+}
+
+TEST_F(RequestHeadTest, PathTricksNormalizeBeforeRouting) {
+  for (std::string_view target : {"/a/%2e%2e/admin", "/a/%2E%2E/admin", "//admin",
+                                  "/public/../admin", "/./admin/.", "/x/.%2e/admin"}) {
+    const std::string req =
+        std::string("GET ") + std::string(target) + " HTTP/1.1\r\nHost: a\r\n\r\n";
+    ASSERT_EQ(parse(req), ParseStatus::kDone) << target << ": " << err_.reason;
+    EXPECT_EQ(head_->path.substr(0, 6), "/admin") << target;
+  }
+}
+
+TEST_F(RequestHeadTest, EscapedSlashesFollowTheListenersRule) {
+  const std::string req = "GET /a%2fb/%5C HTTP/1.1\r\nHost: a\r\n\r\n";
+  EXPECT_EQ(rejectStatus(req), 400);
+  EXPECT_STREQ(err_.reason, "encoded slash or backslash in path");
+  Limits keep;
+  keep.escaped_slashes = EscapedSlashes::kKeepEncoded;
+  ASSERT_EQ(parse(req, keep), ParseStatus::kDone) << err_.reason;
+  EXPECT_EQ(head_->path, "/a%2Fb/%5C");
+  // The query is not the path: an encoded slash there is the application's business.
+  ASSERT_EQ(parse("GET /a?next=%2F HTTP/1.1\r\nHost: a\r\n\r\n"), ParseStatus::kDone);
+}
+
+TEST_F(RequestHeadTest, ControlCharactersInThePathAre400) {
+  for (std::string_view target : {"/a%00b", "/a%0d%0ab", "/%7f"}) {
+    const std::string req =
+        std::string("GET ") + std::string(target) + " HTTP/1.1\r\nHost: a\r\n\r\n";
+    EXPECT_EQ(rejectStatus(req), 400) << target;
+    EXPECT_STREQ(err_.reason, "encoded control character in path") << target;
+  }
+  static constexpr char kNul[] = "GET /a\0b HTTP/1.1\r\nHost: a\r\n\r\n";
+  EXPECT_EQ(rejectStatus(std::string_view(kNul, sizeof(kNul) - 1)), 400);
+  EXPECT_EQ(rejectStatus("GET /a\x01b HTTP/1.1\r\nHost: a\r\n\r\n"), 400);
+  EXPECT_EQ(rejectStatus("GET /a\\admin HTTP/1.1\r\nHost: a\r\n\r\n"), 400);
 }
 
 TEST_F(RequestHeadTest, AbsoluteFormTakesHostFromAuthorityWhichMustMatchHost) {

@@ -8,10 +8,11 @@ namespace sluice::http {
 namespace {
 
 // The normalized path, or "<rejected>".
-std::string normalize(std::string_view path) {
+std::string normalize(std::string_view path,
+                      EscapedSlashes escaped_slashes = EscapedSlashes::kReject) {
   char buf[256];
   size_t len = 0;
-  if (!normalizePath(path, buf, sizeof(buf), &len)) return "<rejected>";
+  if (!normalizePath(path, buf, sizeof(buf), &len, escaped_slashes)) return "<rejected>";
   return std::string(buf, len);
 }
 
@@ -43,12 +44,14 @@ constexpr Case kNormalized[] = {
     {"/%41%42c", "/ABc"},
     {"/%7e%7Euser", "/~~user"},
     {"/%2d%2e%5f", "/-._"},
-    {"/a%2fb", "/a%2Fb"},
-    {"/a%2Fb/..", "/"},
-    {"/a%2F..%2Fb", "/a%2F..%2Fb"},  // one segment: %2F is not a separator
-    {"/%20%3a%3B%25%00%ff", "/%20%3A%3B%25%00%FF"},
+    {"/%20%3a%3B%25%80%ff", "/%20%3A%3B%25%80%FF"},
     {"/%2e", "/"},
     {"/a/%2e%2E/b", "/b"},  // decoding comes first, so encoded dots are dot segments
+    {"/a/%2e%2e/admin", "/admin"},
+    {"/a/%2E%2E/admin", "/admin"},
+    {"/public/../admin", "/admin"},
+    {"//admin", "/admin"},
+    {"/.//admin", "/admin"},
     {"/a/.%2e", "/"},
     {"/%252e%252e/x", "/%252e%252e/x"},  // no double decoding
     // Other pchar characters pass through.
@@ -61,6 +64,39 @@ TEST(NormalizePathTest, Normalizes) {
 
 TEST(NormalizePathTest, IsIdempotent) {
   for (const Case& c : kNormalized) EXPECT_EQ(normalize(c.out), c.out) << c.out;
+}
+
+// With EscapedSlashes::kKeepEncoded an encoded slash or backslash is part of its segment.
+constexpr Case kKeptEncoded[] = {
+    {"/a%2fb", "/a%2Fb"},
+    {"/a%5cb", "/a%5Cb"},
+    {"/a%2Fb/..", "/"},
+    {"/a%2F..%2Fb", "/a%2F..%2Fb"},  // one segment: %2F is not a separator
+    {"/%2F%2f", "/%2F%2F"},
+    {"/a/%2e%2e%2fadmin", "/a/..%2Fadmin"},  // "..%2Fadmin" is one segment, not a dot segment
+};
+
+TEST(NormalizePathTest, KeepsEscapedSlashesEncoded) {
+  for (const Case& c : kKeptEncoded) {
+    EXPECT_EQ(normalize(c.in, EscapedSlashes::kKeepEncoded), c.out) << c.in;
+    EXPECT_EQ(normalize(c.out, EscapedSlashes::kKeepEncoded), c.out) << c.out;
+    EXPECT_EQ(normalize(c.in), "<rejected>") << c.in << " (the default rejects)";
+  }
+}
+
+TEST(NormalizePathTest, RejectsEscapedSlashesByDefault) {
+  for (std::string_view bad : {"/a%2fb", "/a%2Fb", "/a%5cb", "/a%5Cb", "/%2F", "/a/%2e%2e%2fadmin",
+                               "/..%2f..%2fetc", "/a%5C..%5Cadmin"}) {
+    EXPECT_EQ(normalize(bad), "<rejected>") << bad;
+  }
+}
+
+TEST(NormalizePathTest, RejectsEncodedControlCharacters) {
+  for (std::string_view bad :
+       {"/a%00", "/a%00.html", "/%0d%0aSet-Cookie:x", "/%0A", "/%1f", "/%7F", "/%09"}) {
+    EXPECT_EQ(normalize(bad), "<rejected>") << bad;
+    EXPECT_EQ(normalize(bad, EscapedSlashes::kKeepEncoded), "<rejected>") << bad;
+  }
 }
 
 TEST(NormalizePathTest, Rejects) {
@@ -88,9 +124,9 @@ TEST(NormalizePathTest, RespectsCapacity) {
   ASSERT_TRUE(normalizePath("/abcdefg", buf, 8, &len));
   EXPECT_EQ(std::string_view(buf, len), "/abcdefg");
   EXPECT_FALSE(normalizePath("/abcdefgh", buf, 8, &len));
-  ASSERT_TRUE(normalizePath("/ab%2f", buf, 6, &len));
-  EXPECT_EQ(std::string_view(buf, len), "/ab%2F");
-  EXPECT_FALSE(normalizePath("/ab%2f", buf, 5, &len));
+  ASSERT_TRUE(normalizePath("/ab%3a", buf, 6, &len));
+  EXPECT_EQ(std::string_view(buf, len), "/ab%3A");
+  EXPECT_FALSE(normalizePath("/ab%3a", buf, 5, &len));
   EXPECT_FALSE(normalizePath("/", buf, 0, &len));
 }
 
