@@ -203,7 +203,7 @@ TEST_F(HardeningTest, PerAddressLimitCountsAcrossWorkers) {
   // Closing one gives its place back.
   open.pop_back();
   ASSERT_TRUE(
-      waitFor(absl::Seconds(5), [&] { return metric("sluice_http_downstream_cx_active") == 2; }));
+      waitFor(absl::Seconds(15), [&] { return metric("sluice_http_downstream_cx_active") == 2; }));
   auto again = connect();
   ASSERT_NE(again, nullptr);
   EXPECT_EQ(answer(*again, get("/again")).status, 200);
