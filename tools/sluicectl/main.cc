@@ -292,9 +292,10 @@ int cmdStatus(const Options& o, Client& client) {
     std::cout << "no proxies connected\n";
     return kOk;
   }
-  const std::vector<std::string> columns = {"LISTENERS", "ROUTES", "CLUSTERS", "ENDPOINTS"};
+  const std::vector<std::string> columns = {"LISTENERS", "ROUTES", "CLUSTERS", "ENDPOINTS",
+                                            "CONSUMERS"};
   std::vector<std::vector<std::string>> rows = {
-      {"NODE", "GROUP", "LISTENERS", "ROUTES", "CLUSTERS", "ENDPOINTS", "CONNECTED"}};
+      {"NODE", "GROUP", "LISTENERS", "ROUTES", "CLUSTERS", "ENDPOINTS", "CONSUMERS", "CONNECTED"}};
   std::vector<std::string> nacks;
   for (const auto& p : response.proxies()) {
     std::vector<std::string> row = {p.node_id(), p.node_group().empty() ? "-" : p.node_group()};
