@@ -46,7 +46,8 @@ commands:
         [--dry-run]              into it atomically; the control plane serves them at once
   status                         the served version, config errors, and per proxy and type the
                                  version and ACKED / NACKED / PENDING state with NACK reasons
-  get KIND [NAME] [--group G]    served resources; KIND: listeners, routes, clusters, endpoints, all
+  get KIND [NAME] [--group G]    served resources; KIND: listeners, routes, clusters, endpoints,
+                                 consumers, all
   history                        the last published versions, newest first
 
 global flags:
@@ -291,9 +292,10 @@ int cmdStatus(const Options& o, Client& client) {
     std::cout << "no proxies connected\n";
     return kOk;
   }
-  const std::vector<std::string> columns = {"LISTENERS", "ROUTES", "CLUSTERS", "ENDPOINTS"};
+  const std::vector<std::string> columns = {"LISTENERS", "ROUTES", "CLUSTERS", "ENDPOINTS",
+                                            "CONSUMERS"};
   std::vector<std::vector<std::string>> rows = {
-      {"NODE", "GROUP", "LISTENERS", "ROUTES", "CLUSTERS", "ENDPOINTS", "CONNECTED"}};
+      {"NODE", "GROUP", "LISTENERS", "ROUTES", "CLUSTERS", "ENDPOINTS", "CONSUMERS", "CONNECTED"}};
   std::vector<std::string> nacks;
   for (const auto& p : response.proxies()) {
     std::vector<std::string> row = {p.node_id(), p.node_group().empty() ? "-" : p.node_group()};
@@ -355,13 +357,13 @@ std::string endpointsText(const google::protobuf::RepeatedPtrField<config::v1::E
 
 int cmdGet(const Options& o, Client& client) {
   if (o.args.empty())
-    return usage("get needs a kind: listeners, routes, clusters, endpoints or all");
+    return usage("get needs a kind: listeners, routes, clusters, endpoints, consumers or all");
   if (o.args.size() > 2) return usage(absl::StrCat("unexpected argument '", o.args[2], "'"));
   admin::GetRequest request;
   admin::GetRequest::Kind kind;
   if (!parseKind(o.args[0], &kind)) {
     return usage(absl::StrCat("unknown kind '", o.args[0],
-                              "'; use listeners, routes, clusters, endpoints or all"));
+                              "'; use listeners, routes, clusters, endpoints, consumers or all"));
   }
   request.set_kind(kind);
   if (o.args.size() == 2) request.set_name(o.args[1]);
@@ -396,6 +398,10 @@ int cmdGet(const Options& o, Client& client) {
         case admin::Resource::kClusterLoadAssignment:
           m = &r.cluster_load_assignment();
           kind_name = "ClusterLoadAssignment";
+          break;
+        case admin::Resource::kConsumer:
+          m = &r.consumer();
+          kind_name = "Consumer";
           break;
         case admin::Resource::RESOURCE_NOT_SET:
           continue;
@@ -442,6 +448,27 @@ int cmdGet(const Options& o, Client& client) {
         rows.push_back({"ClusterLoadAssignment", a.cluster_name(),
                         absl::StrCat(a.endpoints_size(), " endpoints"),
                         endpointsText(a.endpoints()), groups(r), r.file()});
+        break;
+      }
+      case admin::Resource::kConsumer: {
+        const auto& c = r.consumer();
+        std::vector<std::string> credentials;
+        if (c.api_keys_size() > 0) {
+          credentials.push_back(absl::StrCat(c.api_keys_size(), " api_keys"));
+        }
+        if (c.basic_auth_size() > 0) {
+          credentials.push_back(absl::StrCat(c.basic_auth_size(), " basic_auth"));
+        }
+        if (c.hmac_keys_size() > 0) {
+          credentials.push_back(absl::StrCat(c.hmac_keys_size(), " hmac_keys"));
+        }
+        if (c.jwt_subjects_size() > 0) {
+          credentials.push_back(absl::StrCat(c.jwt_subjects_size(), " jwt_subjects"));
+        }
+        rows.push_back(
+            {"Consumer", c.name(),
+             c.groups().empty() ? "-" : absl::StrCat("groups=", absl::StrJoin(c.groups(), ",")),
+             credentials.empty() ? "-" : absl::StrJoin(credentials, " "), groups(r), r.file()});
         break;
       }
       case admin::Resource::RESOURCE_NOT_SET:
