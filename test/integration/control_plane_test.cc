@@ -407,7 +407,8 @@ TEST_F(ControlPlaneTest, SurvivesBadDirectories) {
     std::string big(50 << 20, '#');
     writeFile(dir_ + "/huge.yaml", big);
   }
-  ASSERT_TRUE(waitFor(absl::Seconds(10), [&] {
+  // Writing 50 MB takes a while on a loaded machine: the bound is generous.
+  ASSERT_TRUE(waitFor(absl::Seconds(60), [&] {
     auto s = status();
     return s.config().errors_size() > 0 && s.config().errors(0).file() == "huge.yaml";
   }));
