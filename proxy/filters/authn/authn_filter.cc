@@ -323,6 +323,9 @@ FilterStatus AuthnFilter::basic(AccessContext& ctx, LocalReply* reply, bool* fou
 }
 
 FilterStatus AuthnFilter::jwt(AccessContext& ctx, LocalReply* reply, bool* found) const {
+  // A token another provider may have issued (wrong issuer here) is tried with the next one;
+  // when none accepts it, it is refused with this reason.
+  std::optional<AuthnStats::Reason> refused;
   for (const auto& provider : providers_) {
     std::string_view token;
     for (const std::string& h : provider->from_headers) {
@@ -340,8 +343,11 @@ FilterStatus AuthnFilter::jwt(AccessContext& ctx, LocalReply* reply, bool* found
     const jwt_authn::KeySet* keys = provider->local_keys.get();
     if (keys == nullptr && ctx.jwks != nullptr) keys = ctx.jwks->find(provider->remote_key);
     if (keys == nullptr) return deny(ctx, AuthnStats::kJwt, AuthnStats::kKeysUnavailable, reply);
-    std::shared_ptr<const jwt_authn::Claims> claims =
-        tokenCache().lookup(token, keys->generation(), ctx.now);
+    // Cached per provider and key set: providers sharing keys check other issuers and
+    // audiences, and a recompiled provider (new issuer) is a new object.
+    const uint64_t cache_id =
+        keys->generation() ^ (reinterpret_cast<uintptr_t>(provider.get()) * 0x9E3779B97F4A7C15ULL);
+    std::shared_ptr<const jwt_authn::Claims> claims = tokenCache().lookup(token, cache_id, ctx.now);
     if (claims == nullptr) {
       jwt_authn::Failure failure = jwt_authn::Failure::kNone;
       absl::StatusOr<jwt_authn::Jwt> parsed = jwt_authn::parseJwt(token, &failure);
@@ -349,13 +355,14 @@ FilterStatus AuthnFilter::jwt(AccessContext& ctx, LocalReply* reply, bool* found
       failure = jwt_authn::verify(*parsed, *keys, provider->verifier, ctx.now);
       if (failure != jwt_authn::Failure::kNone) {
         // Another provider may have issued it: one with another issuer is tried next.
-        if (failure == jwt_authn::Failure::kWrongIssuer && provider != providers_.back()) {
+        if (failure == jwt_authn::Failure::kWrongIssuer) {
+          refused = AuthnStats::kWrongIssuer;
           continue;
         }
         return deny(ctx, AuthnStats::kJwt, reasonOf(failure), reply);
       }
       claims = std::make_shared<const jwt_authn::Claims>(std::move(parsed->claims));
-      tokenCache().insert(token, keys->generation(), claims, ctx.now);
+      tokenCache().insert(token, cache_id, claims, ctx.now);
     }
     const Consumer* consumer = nullptr;
     if (const std::vector<std::string>* sub = claims->values(provider->consumer_claim);
@@ -388,6 +395,7 @@ FilterStatus AuthnFilter::jwt(AccessContext& ctx, LocalReply* reply, bool* found
     }
     return admit(ctx, AuthnStats::kJwt, consumer);
   }
+  if (refused.has_value()) return deny(ctx, AuthnStats::kJwt, *refused, reply);
   return FilterStatus::kContinue;
 }
 
