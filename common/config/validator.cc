@@ -372,6 +372,12 @@ class Validator {
                    kMaxTimeoutSeconds);
     check.duration("timeouts.idle", t.has_idle(), t.idle(), 1, kMaxTimeoutSeconds);
     check.duration("timeouts.drain", t.has_drain(), t.drain(), 0, kMaxTimeoutSeconds);
+    // The TLS fields are in the API ahead of the data plane: refused rather than ignored, so a
+    // listener meant to be HTTPS never serves plain HTTP.
+    if (l.has_tls()) check.error("tls", "TLS termination is not supported by this version yet");
+    if (l.has_https_redirect()) {
+      check.error("https_redirect", "HTTPS redirects are not supported by this version yet");
+    }
     ipFilter(check, "ip_filter", l.ip_filter());
     check.range("xff_num_trusted_hops", l.xff_num_trusted_hops(), 0, 10, false);
     listenerHardening(check, l);
@@ -1124,6 +1130,7 @@ class Validator {
   void cluster(const Sourced<v1::Cluster>& item) {
     const v1::Cluster& c = item.resource;
     Checker check(&out_, "Cluster", c.name(), item.origin);
+    if (c.has_tls()) check.error("tls", "upstream TLS is not supported by this version yet");
     groups(check);
     check.duration("connect_timeout", c.has_connect_timeout(), c.connect_timeout(), 1, 60);
     const std::string type = v1::Cluster::DiscoveryType_Name(c.type());

@@ -28,6 +28,8 @@ using Clock = std::chrono::steady_clock;
 // answer (nginx's lingering close).
 constexpr absl::Duration kLingerTimeout = absl::Seconds(2);
 constexpr std::string_view kVia = "1.1 sluice";
+// The window min_bytes_per_second is averaged over.
+constexpr int64_t kMinRateWindowSeconds = 10;
 constexpr std::string_view k100Continue = "HTTP/1.1 100 Continue\r\n\r\n";
 
 void add(evbuffer* b, std::string_view s) { evbuffer_add(b, s.data(), s.size()); }
@@ -746,11 +748,10 @@ void DownstreamConnection::onRateTimer(evutil_socket_t, short, void* arg) {
   if (c->phase_ == Phase::kClosed) return;
   // Only a window that ends with the proxy still waiting on the client judges the client.
   if (!c->waiting_body_ && !c->writing_) return;
-  constexpr int64_t kWindowSeconds = 10;
   const uint64_t moved = c->client_bytes_ - c->client_bytes_at_window_;
-  if (moved < uint64_t{c->min_rate_} * kWindowSeconds) {
+  if (moved < uint64_t{c->min_rate_} * kMinRateWindowSeconds) {
     log::debug("closing %s on %s: %d bytes in %ds, below min_bytes_per_second %d", c->peer_,
-               c->listener_name_, moved, kWindowSeconds, c->min_rate_);
+               c->listener_name_, moved, kMinRateWindowSeconds, c->min_rate_);
     c->worker_->cells->add(c->lstats_.cx_too_slow);
     if (c->phase_ == Phase::kStream && c->response_started_) c->countResponse(c->status_);
     c->releaseUpstream(false);
@@ -764,7 +765,7 @@ void DownstreamConnection::watchClientRate() {
   if (min_rate_ == 0 || rate_timer_armed_) return;
   rate_timer_armed_ = true;
   client_bytes_at_window_ = client_bytes_;
-  timeval tv{10, 0};
+  timeval tv{kMinRateWindowSeconds, 0};
   event_add(&rate_timer_, &tv);
 }
 

@@ -55,10 +55,9 @@ struct AccessContext {
   // The client: the peer, or the address `xff_num_trusted_hops` from the right of
   // x-forwarded-for.
   ip_filter::IpAddress client;
-  // The client certificate (mTLS), when one was presented and verified: its subject (RFC 2253)
-  // and subjectAltNames.
+  // The client certificate (mTLS), when one was presented and verified: its names, the
+  // subjectAltNames and then the subject (RFC 2253), which authorization rules match.
   bool cert_verified = false;
-  std::string_view cert_subject;
   const std::vector<std::string>* cert_sans = nullptr;
   // The worker's metric cells.
   stats::Cells* cells = nullptr;
@@ -86,7 +85,6 @@ struct AccessContext {
   void reset() {
     head = nullptr;
     cert_verified = false;
-    cert_subject = {};
     cert_sans = nullptr;
     consumer = nullptr;
     claims.reset();

@@ -203,7 +203,7 @@ TEST_F(HardeningTest, PerAddressLimitCountsAcrossWorkers) {
   // Closing one gives its place back.
   open.pop_back();
   ASSERT_TRUE(
-      waitFor(absl::Seconds(5), [&] { return metric("sluice_http_downstream_cx_active") == 2; }));
+      waitFor(absl::Seconds(15), [&] { return metric("sluice_http_downstream_cx_active") == 2; }));
   auto again = connect();
   ASSERT_NE(again, nullptr);
   EXPECT_EQ(answer(*again, get("/again")).status, 200);
@@ -345,6 +345,25 @@ TEST_F(HardeningTest, HeaderFloodIs431WithBoundedMemory) {
   const int64_t rss_after = rssKib(sluice_->pid());
   EXPECT_LT(rss_after - rss_before, 4 * 1024) << rss_before << " -> " << rss_after << " KiB";
   EXPECT_GE(metricOnceAtLeast("sluice_http_downstream_rq_rejected_total", 4), 4);
+}
+
+TEST_F(HardeningTest, TrickledHeadTimesOutFromItsFirstByte) {
+  ASSERT_NO_FATAL_FAILURE(startProxy("timeouts: {request_headers: 1s}"));
+  auto c = connect();
+  ASSERT_NE(c, nullptr);
+  // A byte every 100 ms: each one is progress, none may restart the head's timer. Bounded: the
+  // head below takes 6 s to send, the timeout comes after 1 s.
+  const std::string head = "GET /trickle HTTP/1.1\r\nHost: test\r\nX-Slow: " + std::string(20, 'a');
+  bool answered = false;
+  for (size_t i = 0; i < head.size() && !answered; ++i) {
+    if (!c->send(head.substr(i, 1)).ok()) break;
+    answered = c->readable(absl::Milliseconds(100));
+  }
+  EXPECT_TRUE(answered);
+  auto r = c->read();
+  ASSERT_TRUE(r.ok()) << r.status();
+  EXPECT_EQ(r->status, 408);
+  EXPECT_EQ(metricOnceAtLeast("sluice_http_downstream_rq_header_timeout_total", 1), 1);
 }
 
 // A concurrent normal client: `count` requests, one every `gap`, each on its own connection.

@@ -34,8 +34,8 @@
 // name="value" pairs separated by commas (spaces around them allowed), each exactly once, no
 // others, and the values hold no '"' or '\'.
 //
-// The proxy accepts the request when it knows the key id, Date is within the allowed clock skew
-// (5 minutes unless configured) of the proxy's clock, the signature matches, this key id has not
+// The proxy accepts the request when it knows the key id, Date is within the configured clock
+// skew (say 5 minutes) of the proxy's clock, the signature matches, this key id has not
 // used the nonce while its Date was in the window, and the body matches Digest. A replay is
 // refused: its nonce is remembered until its Date leaves the window, after which Date refuses it.
 #include <cstdint>

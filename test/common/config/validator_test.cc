@@ -13,10 +13,13 @@
 namespace sluice::config {
 namespace {
 
+using ::testing::Contains;
 using ::testing::ElementsAre;
+using ::testing::HasSubstr;
 using testing::isDiagnostic;
 using ::testing::IsEmpty;
 using testing::loadYaml;
+using ::testing::Not;
 using ::testing::SizeIs;
 
 // A cluster for routes to name: lines 1 to 5, ending in `---` for the resource under test.
@@ -1614,6 +1617,93 @@ TEST(ValidatorTest, ValidateConfigOnAConfigSetBuiltInCode) {
   EXPECT_THAT(validateConfig(config),
               ElementsAre(testing::isDiagnosticIn("api", 0, "Cluster", "users", "endpoints",
                                                   "needs at least one endpoint")));
+}
+
+std::vector<std::string> messages(const LoadResult& r) {
+  std::vector<std::string> out;
+  for (const auto& e : r.errors) out.push_back(e.field + ": " + e.message);
+  return out;
+}
+
+TEST(ValidatorTest, ConsumersCredentialsAreCheckedAndUnique) {
+  LoadResult r = loadYaml(R"(
+kind: Consumer
+name: alice
+api_keys:
+  - value: {inline_string: short}
+  - sha256: nothex
+basic_auth:
+  - {username: "a:b", password_hash: "$apr1$xyz"}
+hmac_keys:
+  - {key_id: k1, secret: {inline_string: tooshort}}
+jwt_subjects: [u1]
+---
+kind: Consumer
+name: bob
+api_keys:
+  - value: {inline_string: short}
+hmac_keys:
+  - {key_id: k1, secret: {filename: /etc/secret}}
+jwt_subjects: [u1]
+)");
+  std::vector<std::string> m = messages(r);
+  EXPECT_THAT(m, Contains(HasSubstr("api_keys[0].value: an API key needs at least 16")));
+  EXPECT_THAT(m, Contains(HasSubstr("api_keys[1].sha256: must be 64 hex digits")));
+  EXPECT_THAT(m, Contains(HasSubstr("basic_auth[0].username")));
+  EXPECT_THAT(m, Contains(HasSubstr("basic_auth[0].password_hash: must be a bcrypt")));
+  EXPECT_THAT(m, Contains(HasSubstr("hmac_keys[0].secret: an HMAC secret needs at least 32")));
+  EXPECT_THAT(m, Contains(HasSubstr("key id 'k1' is also consumer 'alice'")));
+  EXPECT_THAT(m, Contains(HasSubstr("subject 'u1' is also consumer 'alice'")));
+  EXPECT_THAT(m, Contains(HasSubstr("this key is also consumer 'alice'")));
+  for (const std::string& line : m) EXPECT_THAT(line, Not(HasSubstr("short\n")));
+}
+
+TEST(ValidatorTest, AccessPoliciesAreChecked) {
+  LoadResult r = loadYaml(R"(
+kind: Cluster
+name: web
+endpoints: [{address: 127.0.0.1, port: 8080}]
+---
+kind: RouteConfiguration
+name: main
+jwt_providers:
+  - {name: idp, remote_jwks: {uri: "ftp://x", cluster: nowhere}}
+virtual_hosts:
+  - name: default
+    domains: ["*"]
+    access:
+      ip_filter: {allow: [10.0.0.0/33, "not-an-ip"]}
+      authentication: {jwt_providers: [other]}
+      rbac:
+        rules:
+          - {consumers: [carol], methods: [get], source_ips: [300.1.1.1], paths: [{regex: "("}]}
+    routes:
+      - match: {prefix: /}
+        route: {cluster: web}
+        access: {authentication: {}, rbac: {default_action: DENY}}
+---
+kind: Listener
+name: http
+port: 8080
+route_config: main
+xff_num_trusted_hops: 11
+tls: {}
+)");
+  std::vector<std::string> m = messages(r);
+  EXPECT_THAT(m, Contains(HasSubstr("jwt_providers[0].issuer: is required")));
+  EXPECT_THAT(m, Contains(HasSubstr("remote_jwks.uri: must be an http:// or https:// URL")));
+  EXPECT_THAT(m, Contains(HasSubstr("names Cluster 'nowhere' which does not exist")));
+  EXPECT_THAT(m, Contains(HasSubstr("ip_filter.allow[0]: '10.0.0.0/33' is not an address")));
+  EXPECT_THAT(m, Contains(HasSubstr("ip_filter.allow[1]: 'not-an-ip'")));
+  EXPECT_THAT(m, Contains(HasSubstr("names JWT provider 'other'")));
+  EXPECT_THAT(m, Contains(HasSubstr("names Consumer 'carol' which does not exist")));
+  EXPECT_THAT(m, Contains(HasSubstr("methods[0]: 'get' is not an upper-case HTTP method")));
+  EXPECT_THAT(m, Contains(HasSubstr("source_ips[0]: '300.1.1.1'")));
+  EXPECT_THAT(m, Contains(HasSubstr("paths[0].regex: invalid RE2 regex")));
+  EXPECT_THAT(m, Contains(HasSubstr("authentication: needs at least one of api_key")));
+  EXPECT_THAT(m, Contains(HasSubstr("rbac: denies every request")));
+  EXPECT_THAT(m, Contains(HasSubstr("xff_num_trusted_hops: must be between 0 and 10")));
+  EXPECT_THAT(m, Contains(HasSubstr("tls: TLS termination is not supported by this version yet")));
 }
 
 }  // namespace
