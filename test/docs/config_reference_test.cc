@@ -11,6 +11,7 @@
 #include "google/protobuf/descriptor.h"
 #include "gtest/gtest.h"
 #include "sluice/config/v1/cluster.pb.h"
+#include "sluice/config/v1/consumer.pb.h"
 #include "sluice/config/v1/listener.pb.h"
 #include "sluice/config/v1/route.pb.h"
 
@@ -69,7 +70,8 @@ TEST(ConfigReferenceTest, DocumentsEveryFieldAndNothingElse) {
   std::set<const EnumDescriptor*> enums;
   for (const Descriptor* root :
        {config::v1::Listener::descriptor(), config::v1::RouteConfiguration::descriptor(),
-        config::v1::Cluster::descriptor(), config::v1::ClusterLoadAssignment::descriptor()}) {
+        config::v1::Cluster::descriptor(), config::v1::ClusterLoadAssignment::descriptor(),
+        config::v1::Consumer::descriptor()}) {
     collect(root, &messages, &enums);
   }
   EXPECT_GE(messages.size(), 15u);  // the walk found the tree
