@@ -54,15 +54,12 @@ bool equalsIgnoreCase(std::string_view a, std::string_view b) {
                                 absl::string_view(b.data(), b.size()));
 }
 
-// The first value of request header `name` (lower case).
+// The first value of request header `name` (RequestHead::find, as an out-parameter).
 bool findHeader(const http::RequestHead& head, std::string_view name, std::string_view* value) {
-  for (const http::Header& h : head.headerList()) {
-    if (equalsIgnoreCase(h.name, name)) {
-      *value = h.value;
-      return true;
-    }
-  }
-  return false;
+  const http::Header* h = head.find(name);
+  if (h == nullptr) return false;
+  *value = h->value;
+  return true;
 }
 
 // The raw value of query parameter `name`.
