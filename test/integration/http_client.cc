@@ -200,7 +200,9 @@ bool HttpConnection::closedByPeer(absl::Duration wait) {
   if (eof_) return true;
   if (!readable(wait)) return false;
   char byte;
-  return recv(fd_, &byte, 1, MSG_PEEK | MSG_DONTWAIT) == 0;
+  ssize_t n = recv(fd_, &byte, 1, MSG_PEEK | MSG_DONTWAIT);
+  // A peer that closes with our bytes unread resets the connection: closed all the same.
+  return n == 0 || (n < 0 && errno == ECONNRESET);
 }
 
 std::string chunkedBody(absl::string_view body, size_t piece) {

@@ -43,7 +43,8 @@ class HttpConnection {
   absl::StatusOr<HttpResponse> roundTrip(absl::string_view request, bool head = false);
   // Whether response bytes (or the peer's close) arrive within `wait`.
   bool readable(absl::Duration wait = absl::ZeroDuration());
-  // Whether the peer closes the connection within `wait`, with no bytes before the close.
+  // Whether the peer closes (or resets) the connection within `wait`, with no bytes before the
+  // close.
   bool closedByPeer(absl::Duration wait);
 
  private:
