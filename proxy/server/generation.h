@@ -14,6 +14,8 @@
 #include "proxy/http/codec.h"
 #include "proxy/router/route_table.h"
 #include "proxy/stats/store.h"
+#include "proxy/tls/context.h"
+#include "proxy/tls/stats.h"
 #include "proxy/upstream/cluster.h"
 
 namespace sluice::server {
@@ -42,6 +44,13 @@ struct ListenerConfig {
   absl::Duration idle_timeout = absl::Seconds(60);
   absl::Duration drain_timeout = absl::Seconds(30);
   ListenerStats stats;
+  // TLS termination (null: plain HTTP). Shared across generations while the listener's TLS
+  // config and certificate bytes stay the same; a connection keeps the one it was accepted with.
+  std::shared_ptr<const tls::ServerContext> tls;
+  tls::ServerStats tls_stats;  // declared for TLS listeners only
+  // https_redirect: every request is answered with a redirect to https (code 0: off).
+  uint32_t https_redirect_code = 0;
+  uint32_t https_redirect_port = 443;
 
   // Where the listener binds: two listeners with equal keys share sockets across generations.
   std::string bindKey() const;
@@ -80,9 +89,11 @@ struct Generation {
 
 // Compiles a validated config set around its compiled `clusters` (in the config's order).
 // Route tables and listeners whose config is unchanged since `previous` (and, for route tables,
-// whose clusters keep their places) are shared with it instead of compiled again. Fails (with a
-// message for the NACK) only on what the shared validator cannot know; binding sockets is the
-// server's job.
+// whose clusters keep their places) are shared with it instead of compiled again; so is a TLS
+// context whose config and certificate bytes are unchanged. Fails (with a message for the NACK)
+// only on what the shared validator cannot know (certificate files it cannot read or use);
+// binding sockets is the server's job. A listener whose config is unchanged keeps its
+// certificates when their files have since gone bad (reloading reports that).
 absl::StatusOr<std::shared_ptr<Generation>> compileGeneration(
     const config::ConfigSet& config, std::vector<std::shared_ptr<const upstream::Cluster>> clusters,
     const Generation* previous, stats::Store* store);
@@ -91,5 +102,11 @@ absl::StatusOr<std::shared_ptr<Generation>> compileGeneration(
 // of endpoints and health, which leave routes and listeners alone.
 std::shared_ptr<Generation> withClusters(
     const Generation& gen, std::vector<std::shared_ptr<const upstream::Cluster>> clusters);
+
+// A generation like `gen` with other listener configs (the same names): for certificates
+// reloaded from changed files.
+std::shared_ptr<Generation> withListeners(
+    const Generation& gen,
+    absl::flat_hash_map<std::string, std::shared_ptr<const ListenerConfig>> listeners);
 
 }  // namespace sluice::server

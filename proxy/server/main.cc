@@ -22,6 +22,8 @@ ABSL_FLAG(absl::Duration, drain_timeout, absl::ZeroDuration(),
           "Longest graceful drain on SIGTERM (0: the listeners' drain timeouts, default 30s).");
 ABSL_FLAG(std::string, dns_hosts_file, "",
           "A hosts file (as /etc/hosts) consulted before DNS for STRICT_DNS clusters' names.");
+ABSL_FLAG(absl::Duration, tls_reload_interval, absl::Seconds(5),
+          "How often certificate files are checked for changes (0: never).");
 ABSL_FLAG(std::string, log_level, "info", "debug, info, warn or error.");
 
 namespace {
@@ -58,10 +60,14 @@ int main(int argc, char** argv) {
   options.admin = absl::GetFlag(FLAGS_admin);
   options.drain_timeout = absl::GetFlag(FLAGS_drain_timeout);
   options.dns_hosts_file = absl::GetFlag(FLAGS_dns_hosts_file);
+  options.tls_reload_interval = absl::GetFlag(FLAGS_tls_reload_interval);
   if (options.xds.empty() == options.config_dir.empty()) {
     return fail("give exactly one of --xds (a control plane) or --config-dir (local YAML)");
   }
   if (options.workers < 0 || options.workers > 256) return fail("--workers must be 0-256");
+  if (options.tls_reload_interval < absl::ZeroDuration()) {
+    return fail("--tls-reload-interval must not be negative");
+  }
   if (options.node_id.empty()) {
     char host[256] = {};
     gethostname(host, sizeof(host) - 1);

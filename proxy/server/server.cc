@@ -165,6 +165,11 @@ Server::Server(Options options) : options_(std::move(options)) {
   live_fd_ = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
   live_ev_ = event_new(base_, live_fd_, EV_READ | EV_PERSIST, &Server::onLive, this);
   event_add(live_ev_, nullptr);
+  if (options_.tls_reload_interval > absl::ZeroDuration()) {
+    tls_reload_ = event_new(base_, -1, EV_PERSIST, &Server::onTlsReload, this);
+    const timeval tv = absl::ToTimeval(options_.tls_reload_interval);
+    event_add(tls_reload_, &tv);
+  }
 }
 
 Server::~Server() {
@@ -179,6 +184,7 @@ Server::~Server() {
   if (xds_ev_ != nullptr) event_free(xds_ev_);
   if (xds_fd_ >= 0) close(xds_fd_);
   if (shutdown_tick_ != nullptr) event_free(shutdown_tick_);
+  if (tls_reload_ != nullptr) event_free(tls_reload_);
   if (admin_ != nullptr) evhttp_free(admin_);
   event_base_free(base_);
 }
@@ -283,6 +289,41 @@ void Server::onHostsChanged() {
   }
   const Clock::time_point start = Clock::now();
   publish(withClusters(*current_, std::move(clusters)), start, {}, {});
+}
+
+void Server::onTlsReload(evutil_socket_t, short, void* arg) {
+  static_cast<Server*>(arg)->reloadTls();
+}
+
+void Server::reloadTls() {
+  if (current_ == nullptr || shutting_down_) return;
+  // Clusters publish through onHostsChanged, like a health verdict.
+  clusters_->reloadTls();
+  auto listeners = current_->listeners;
+  bool changed = false;
+  for (auto& [name, listener] : listeners) {
+    const std::shared_ptr<const tls::ServerContext>& old = listener->tls;
+    if (old == nullptr || !old->readsFiles()) continue;
+    auto ctx = tls::ServerContext::create(old->config(), old->name(), old);
+    if (!ctx.ok()) {
+      std::string& last = tls_reload_errors_[name];
+      if (last != ctx.status().message()) {
+        last = std::string(ctx.status().message());
+        cells_->add(listener->tls_stats.reload_error);
+        log::error("%s; still serving the certificates loaded before", last);
+      }
+      continue;
+    }
+    tls_reload_errors_.erase(name);
+    if (*ctx == old) continue;
+    auto next = std::make_shared<ListenerConfig>(*listener);
+    next->tls = *std::move(ctx);
+    listener = std::move(next);
+    cells_->add(listener->tls_stats.reload);
+    log::info("listener '%s': certificates reloaded from changed files", name);
+    changed = true;
+  }
+  if (changed) publish(withListeners(*current_, std::move(listeners)), Clock::now(), {}, {});
 }
 
 void Server::publish(std::shared_ptr<Generation> gen, Clock::time_point start,

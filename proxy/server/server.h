@@ -28,6 +28,8 @@ struct Options {
   std::string admin = "127.0.0.1:9901";
   absl::Duration drain_timeout = absl::Seconds(30);
   std::string dns_hosts_file;  // host names for DNS clusters, consulted before DNS
+  // How often certificate files are checked for changes (0: never).
+  absl::Duration tls_reload_interval = absl::Seconds(5);
 };
 
 class Server {
@@ -57,6 +59,10 @@ class Server {
                std::map<std::string, std::vector<int>> fresh, std::vector<std::string> remove);
   // The cluster manager has clusters whose hosts changed (health, ejections, DNS).
   void onHostsChanged();
+  // Reads the certificate files of TLS listeners and clusters again and publishes a generation
+  // with new contexts for those whose bytes changed.
+  void reloadTls();
+  static void onTlsReload(evutil_socket_t fd, short what, void* arg);
   absl::StatusOr<std::vector<int>> bindListener(const config::v1::Listener& listener);
   bool ready() const;
   void beginShutdown(const char* why);
@@ -86,6 +92,9 @@ class Server {
   evhttp* admin_ = nullptr;
   std::vector<event*> signal_events_;
   event* shutdown_tick_ = nullptr;
+  event* tls_reload_ = nullptr;
+  // The last reload error per TLS listener, so that a file that stays bad is reported once.
+  std::map<std::string, std::string> tls_reload_errors_;
 
   // xDS: the stream thread posts updates through a queue and an eventfd.
   std::unique_ptr<xds::AdsClient> ads_;
