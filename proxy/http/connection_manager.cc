@@ -2052,6 +2052,11 @@ void DownstreamConnection::closeNow() {
   settleRequest();
   wantRead(false);
   wantWrite(false);
+  if (tls_ != nullptr) {
+    // TLS may watch an event neither reading_ nor writing_ asks for.
+    event_del(&sock_read_);
+    event_del(&sock_write_);
+  }
   event_del(&timer_);
   phase_ = Phase::kClosed;
   close(fd_);

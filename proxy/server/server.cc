@@ -94,13 +94,33 @@ std::string jsonString(absl::string_view s) {
   return out + "\"";
 }
 
+// Private keys given inline are secrets: /config_dump shows that one is there, not its bytes.
+void redact(config::v1::TlsCertificate* certificate) {
+  if (certificate->private_key().has_inline_string()) {
+    certificate->mutable_private_key()->set_inline_string("[redacted]");
+  }
+}
+void redactSecrets(config::v1::Listener* listener) {
+  if (!listener->has_tls()) return;
+  for (auto& c : *listener->mutable_tls()->mutable_certificates()) redact(&c);
+}
+void redactSecrets(config::v1::Cluster* cluster) {
+  if (cluster->has_tls()) redact(cluster->mutable_tls()->mutable_client_certificate());
+}
+void redactSecrets(google::protobuf::Message*) {}
+
 // Resources of type T, serialized, as a JSON list.
 template <class T>
 std::string jsonList(const std::vector<std::string>& items) {
   std::vector<std::string> parts;
   T resource;
   for (const std::string& item : items) {
-    parts.push_back(resource.ParseFromString(item) ? toJson(resource) : "null");
+    if (!resource.ParseFromString(item)) {
+      parts.push_back("null");
+      continue;
+    }
+    redactSecrets(&resource);
+    parts.push_back(toJson(resource));
   }
   return absl::StrCat("[", absl::StrJoin(parts, ","), "]");
 }
@@ -441,7 +461,7 @@ std::string Server::configDump() const {
     versions.push_back(absl::StrCat(jsonString(config::kindInfo(static_cast<config::Kind>(k)).name),
                                     ":", jsonString(g.versions[k])));
   }
-  // No secrets exist in these resources yet; auth config (later) is redacted here.
+  // Secrets (inline private keys) are redacted by jsonList.
   return absl::StrCat("{\"generation\":", g.id, ",\"versions\":{", absl::StrJoin(versions, ","),
                       "},\"listeners\":", jsonList<config::v1::Listener>(g.config->listeners),
                       ",\"route_configurations\":",

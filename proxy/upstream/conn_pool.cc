@@ -134,6 +134,8 @@ void UpstreamConn::continueHandshake(short what) {
 void UpstreamConn::handshakeFailed(tls::HandshakeFailure failure) {
   handshaking_ = false;
   tls_failed_ = true;
+  // The session this handshake offered may be why it failed: the next one starts afresh.
+  pool_->dropSession(pool_->poolFor(pool_key_));
   event_del(&read_ev_);
   event_del(&write_ev_);
   endPending();

@@ -547,6 +547,9 @@ absl::StatusOr<SSL_CTX*> makeSslContext(const Options& options) {
       return fail(absl::StrCat("--tls-client-ca '", options.tls_client_ca, "': not a PEM file"));
     }
     SSL_CTX_set_verify(ctx, SSL_VERIFY_PEER | SSL_VERIFY_FAIL_IF_NO_PEER_CERT, nullptr);
+    // Without one, OpenSSL fails every resumed handshake that verifies the client.
+    static constexpr unsigned char kSessionContext[] = "sluice-echo";
+    SSL_CTX_set_session_id_context(ctx, kSessionContext, sizeof(kSessionContext) - 1);
   }
   return ctx;
 }
