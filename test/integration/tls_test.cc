@@ -237,12 +237,13 @@ tls:
     certificate_chain: {filename: "{PKI}/client.pem"}
     private_key: {filename: "{PKI}/client.key"}
 ---
-# The upstream's certificate does not chain to this CA. (The key inline: /config_dump hides it.)
+# The upstream's certificate does not chain to this CA (other-ca's, until the rotation test
+# replaces it). The key inline: /config_dump hides it.
 kind: Cluster
 name: wrong-ca
 endpoints: [{address: 127.0.0.1, port: {SECURE}}]
 tls:
-  validation: {trusted_ca: {filename: "{PKI}/other-ca.pem"}}
+  validation: {trusted_ca: {filename: "{DIR}/upstream-ca.pem"}}
   client_certificate:
     certificate_chain: {filename: "{PKI}/client.pem"}
     private_key: {inline_string: "{CLIENT_KEY}"}
@@ -353,6 +354,7 @@ class TlsTest : public ::testing::Test {
     // The https listener's first certificate is a copy that the rotation test replaces.
     writeFile(dir_ + "/a.pem", readFile(pki_->cert("a")));
     writeFile(dir_ + "/a.key", readFile(pki_->key("a")));
+    writeFile(dir_ + "/upstream-ca.pem", readFile(pki_->cert("other-ca")));
     ASSERT_TRUE(plain_.start());
     ASSERT_TRUE(secure_.start(0, {"--tls-cert", pki_->cert("upstream"), "--tls-key",
                                   pki_->key("upstream"), "--tls-client-ca", pki_->cert("ca")}));
@@ -682,6 +684,18 @@ TEST_F(TlsTest, RotatedCertificateFilesServeNewConnectionsWithoutDroppingOpenOne
   ASSERT_TRUE(after.ok());
   EXPECT_EQ((*after)->subject(), "CN=a.test,O=Rotated");
   EXPECT_EQ((*open)->get("/direct")->status, 200);
+
+  // A cluster's CA file: the right CA makes its upstream verify.
+  auto upstream = [&] {
+    auto c = HttpConnection::connect(http_);
+    if (!c.ok()) return 0;
+    auto r = (*c)->roundTrip("GET /wrong-ca HTTP/1.1\r\nHost: test\r\n\r\n");
+    return r.ok() ? r->status : 0;
+  };
+  EXPECT_EQ(upstream(), 502);
+  replace("upstream-ca.pem", readFile(pki_->cert("ca")));
+  EXPECT_TRUE(waitFor(absl::Seconds(10), [&] { return upstream() == 200; })) << proxy_->log();
+  EXPECT_EQ(clusterMetric("ssl_reload_total", "wrong-ca"), 1);
 }
 
 TEST_F(TlsTest, ListenerTlsChangedOverTheControlPlane) {
