@@ -1911,8 +1911,9 @@ void DownstreamConnection::redirectToHttps(const RequestHead& head) {
   }
   std::string location = "https://";
   location.append(host);
-  if (https_redirect_port_ != 443)
+  if (https_redirect_port_ != 443) {
     location.append(":").append(std::to_string(https_redirect_port_));
+  }
   location.append(head.path == "*" ? std::string_view("/") : head.path);
   if (head.has_query) location.append("?").append(head.query);
   evbuffer_drain(in_, head.head_len);
