@@ -2057,6 +2057,8 @@ void DownstreamConnection::closeNow() {
     // TLS may watch an event neither reading_ nor writing_ asks for.
     event_del(&sock_read_);
     event_del(&sock_write_);
+    // An idle or drained connection tells its client it ends here (not a truncation).
+    if (!tls_->handshaking && !peer_closed_ && tls_->conn != nullptr) tls_->conn->shutdown();
   }
   event_del(&timer_);
   phase_ = Phase::kClosed;

@@ -165,6 +165,8 @@ ssize_t Connection::write(const char* data, size_t size) {
 }
 
 void Connection::shutdown() {
+  // Once, and only after a handshake: a second call would wait for the peer's close_notify.
+  if ((SSL_get_shutdown(ssl_) & SSL_SENT_SHUTDOWN) != 0 || !SSL_is_init_finished(ssl_)) return;
   SSL_shutdown(ssl_);
   ERR_clear_error();
 }

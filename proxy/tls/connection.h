@@ -51,7 +51,8 @@ class Connection {
   // The peer ended its side (close_notify or the socket's EOF) after the bytes last returned.
   bool peerClosed() const { return peer_closed_; }
 
-  // Sends close_notify, best effort: the caller then shuts the socket down.
+  // Sends close_notify, best effort, once (nothing before the handshake finished): the caller
+  // then shuts the socket down or closes it.
   void shutdown();
 
   // Client side: the newest resumable session the server issued since the last call, owned by

@@ -225,7 +225,6 @@ ConnPool::~ConnPool() {
 }
 
 void ConnPool::keepSession(UpstreamConn* conn) {
-  if (conn->tls_ == nullptr) return;
   SSL_SESSION* session = conn->tls_->takeSession();
   if (session == nullptr) return;
   EndpointPool& pool = poolFor(conn->pool_key_);
@@ -384,7 +383,8 @@ UpstreamConn* ConnPool::acquire(const Cluster& cluster, const Endpoint& endpoint
 }
 
 void ConnPool::release(UpstreamConn* conn) {
-  keepSession(conn);  // TLS 1.3 tickets arrive after the handshake, read with the response
+  // TLS 1.3 tickets arrive after the handshake, read with the response.
+  if (conn->tls_ != nullptr) keepSession(conn);
   EndpointPool& pool = poolFor(conn->pool_key_);
   pool.busy--;
   const bool live = live_.empty() || (conn->pool_key_ < live_.size() && live_[conn->pool_key_]);
@@ -428,7 +428,7 @@ void ConnPool::onIdleEvent(UpstreamConn* conn) {
 }
 
 void ConnPool::destroy(UpstreamConn* conn) {
-  keepSession(conn);
+  if (conn->tls_ != nullptr) keepSession(conn);
   poolFor(conn->pool_key_).busy--;
   event_del(&conn->read_ev_);
   event_del(&conn->write_ev_);

@@ -158,7 +158,7 @@ class ConnPool {
   void onIdleEvent(UpstreamConn* conn);
   static void onSweep(evutil_socket_t fd, short what, void* arg);
   void removeIdle(UpstreamConn* conn);
-  // Keeps the session `conn`'s server issued, if any, for its endpoint.
+  // Keeps the session `conn`'s server issued, if any, for its endpoint (TLS connections only).
   void keepSession(UpstreamConn* conn);
   void dropSession(EndpointPool& pool);
   friend class UpstreamConn;
