@@ -1551,7 +1551,10 @@ tls:
       server_names: [a.example.com, "*.a.example.com"]
     - certificate_chain: {inline_string: "-----BEGIN CERTIFICATE-----"}
       private_key: {filename: /etc/sluice/b.key}
-  params: {min_version: TLS_V1_2, max_version: TLS_V1_3, cipher_suites: [ECDHE-RSA-AES128-GCM-SHA256]}
+  params:
+    min_version: TLS_V1_2
+    max_version: TLS_V1_3
+    cipher_suites: [ECDHE-RSA-AES128-GCM-SHA256]
   alpn_protocols: [http/1.1, http/1.0]
   client_certificate: REQUIRE
   client_validation:
@@ -1658,7 +1661,9 @@ name: users
 endpoints: [{address: 127.0.0.1, port: 8443}]
 tls:
   sni: users.internal
-  validation: {trusted_ca: {filename: /etc/sluice/ca.pem}, match_subject_alt_names: [users.internal]}
+  validation:
+    trusted_ca: {filename: /etc/sluice/ca.pem}
+    match_subject_alt_names: [users.internal]
   client_certificate:
     certificate_chain: {filename: /etc/sluice/client.pem}
     private_key: {filename: /etc/sluice/client.key}
