@@ -12,6 +12,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
 #include "absl/strings/str_split.h"
+#include "common/config/data_source.h"
 #include "re2/re2.h"
 
 namespace sluice::config {
@@ -372,15 +373,10 @@ class Validator {
                    kMaxTimeoutSeconds);
     check.duration("timeouts.idle", t.has_idle(), t.idle(), 1, kMaxTimeoutSeconds);
     check.duration("timeouts.drain", t.has_drain(), t.drain(), 0, kMaxTimeoutSeconds);
-    // The TLS fields are in the API ahead of the data plane: refused rather than ignored, so a
-    // listener meant to be HTTPS never serves plain HTTP.
-    if (l.has_tls()) check.error("tls", "TLS termination is not supported by this version yet");
-    if (l.has_https_redirect()) {
-      check.error("https_redirect", "HTTPS redirects are not supported by this version yet");
-    }
     ipFilter(check, "ip_filter", l.ip_filter());
     check.range("xff_num_trusted_hops", l.xff_num_trusted_hops(), 0, 10, false);
     listenerHardening(check, l);
+    listenerTls(check, l);
   }
 
   // Per-address and rate limits on connections, body size, slow clients, path handling.
@@ -519,20 +515,175 @@ class Validator {
     }
   }
 
+  // TLS settings. Files are never read here: the control plane's machine does not have the
+  // proxy's; the proxy reports what it cannot read or use when it compiles the config, and the
+  // update is NACKed with that.
+  void listenerTls(Checker& check, const v1::Listener& l) {
+    if (l.has_tls()) downstreamTls(check, "tls", l.tls());
+    if (!l.has_https_redirect()) return;
+    const v1::HttpsRedirect& r = l.https_redirect();
+    check.range("https_redirect.port", r.port(), 1, 65535);
+    const uint32_t code = r.response_code();
+    if (code != 0 && code != 301 && code != 302 && code != 307 && code != 308) {
+      check.error("https_redirect.response_code",
+                  absl::StrCat("must be 301, 302, 307 or 308, got ", code));
+    }
+    if (l.has_tls()) {
+      check.error("https_redirect",
+                  "redirects plain HTTP to https, and this listener already serves https (tls)");
+    }
+  }
+
+  void downstreamTls(Checker& check, const std::string& path, const v1::DownstreamTls& t) {
+    if (t.certificates_size() == 0) {
+      check.error(path + ".certificates", "needs at least one certificate");
+    }
+    // Server names across certificates (lower case) -> the first certificate naming it.
+    std::map<std::string, int> names;
+    for (int i = 0; i < t.certificates_size(); ++i) {
+      const std::string field = absl::StrCat(path, ".certificates[", i, "]");
+      const v1::TlsCertificate& c = t.certificates(i);
+      tlsCertificate(check, field, c);
+      for (int j = 0; j < c.server_names_size(); ++j) {
+        const std::string& name = c.server_names(j);
+        const std::string nf = absl::StrCat(field, ".server_names[", j, "]");
+        absl::string_view host = name;
+        absl::ConsumePrefix(&host, "*.");
+        if (!isDnsName(host) || absl::StrContains(host, '*')) {
+          check.error(
+              nf, absl::StrCat("'", name, "' is not a server name: a DNS name or \"*.\" and one"));
+          continue;
+        }
+        auto [it, added] = names.emplace(absl::AsciiStrToLower(name), i);
+        if (!added && it->second != i) {
+          check.error(
+              nf, absl::StrCat("'", name, "' is already served by certificates[", it->second, "]"));
+        }
+      }
+    }
+    tlsParams(check, path + ".params", t.params());
+    std::set<std::string> alpn;
+    for (int i = 0; i < t.alpn_protocols_size(); ++i) {
+      const std::string& p = t.alpn_protocols(i);
+      const std::string field = absl::StrCat(path, ".alpn_protocols[", i, "]");
+      // A protocol negotiated through ALPN must be one the proxy speaks.
+      if (p != "http/1.1" && p != "http/1.0") {
+        check.error(field, absl::StrCat("'", p, "' is not served; use http/1.1 or http/1.0"));
+      } else if (!alpn.insert(p).second) {
+        check.error(field, absl::StrCat("'", p, "' is listed twice"));
+      }
+    }
+    if (!v1::DownstreamTls::ClientCertificate_IsValid(t.client_certificate())) {
+      check.error(path + ".client_certificate",
+                  absl::StrCat("unknown value ", t.client_certificate()));
+    } else if (t.client_certificate() == v1::DownstreamTls::NONE) {
+      if (t.has_client_validation()) {
+        check.error(path + ".client_validation",
+                    "applies only when client_certificate is OPTIONAL or REQUIRE");
+      }
+    } else if (!hasDataSource(t.client_validation().trusted_ca())) {
+      check.error(path + ".client_validation.trusted_ca",
+                  absl::StrCat("is required: client_certificate is ",
+                               v1::DownstreamTls::ClientCertificate_Name(t.client_certificate())));
+    } else {
+      certificateValidation(check, path + ".client_validation", t.client_validation());
+    }
+    check.duration(path + ".session_timeout", t.has_session_timeout(), t.session_timeout(), 0,
+                   kDaySeconds);
+  }
+
+  void upstreamTls(Checker& check, const std::string& path, const v1::UpstreamTls& t) {
+    if (!hasDataSource(t.validation().trusted_ca())) {
+      check.error(path + ".validation.trusted_ca",
+                  "is required: upstream certificates are always verified");
+    } else {
+      certificateValidation(check, path + ".validation", t.validation());
+    }
+    if (!t.sni().empty() && !isDnsName(t.sni())) {
+      check.error(path + ".sni", absl::StrCat("'", t.sni(), "' is not a DNS name"));
+    }
+    const v1::TlsCertificate& cc = t.client_certificate();
+    if (t.has_client_certificate()) {
+      tlsCertificate(check, path + ".client_certificate", cc);
+      if (cc.server_names_size() > 0) {
+        check.error(path + ".client_certificate.server_names",
+                    "apply to listener certificates only");
+      }
+    }
+    tlsParams(check, path + ".params", t.params());
+  }
+
+  void tlsCertificate(Checker& check, const std::string& path, const v1::TlsCertificate& c) {
+    dataSource(check, path + ".certificate_chain", c.certificate_chain());
+    dataSource(check, path + ".private_key", c.private_key());
+  }
+
+  void certificateValidation(Checker& check, const std::string& path,
+                             const v1::CertificateValidation& v) {
+    dataSource(check, path + ".trusted_ca", v.trusted_ca());
+    for (int i = 0; i < v.match_subject_alt_names_size(); ++i) {
+      const std::string& san = v.match_subject_alt_names(i);
+      absl::string_view rest = san;
+      const bool wildcard = absl::ConsumePrefix(&rest, "*.");
+      if (san.empty() || !isVisibleAscii(san) || absl::StrContains(rest, '*') ||
+          (wildcard && !isDnsName(rest))) {
+        check.error(absl::StrCat(path, ".match_subject_alt_names[", i, "]"),
+                    absl::StrCat("'", san,
+                                 "' is not a subjectAltName to match: a DNS name (or \"*.\" and "
+                                 "one), a URI or an email address"));
+      }
+    }
+  }
+
   // A DataSource that must be set; whether it is.
   bool dataSource(Checker& check, const std::string& field, const v1::DataSource& d) {
     switch (d.specifier_case()) {
       case v1::DataSource::kFilename:
-        if (d.filename().empty()) check.error(field + ".filename", "is empty");
-        return !d.filename().empty();
+        if (d.filename().empty() || d.filename().find('\0') != std::string::npos) {
+          check.error(field + ".filename", "must be a file's path");
+          return false;
+        }
+        return true;
       case v1::DataSource::kInlineString:
         if (d.inline_string().empty()) check.error(field + ".inline_string", "is empty");
         return !d.inline_string().empty();
       case v1::DataSource::SPECIFIER_NOT_SET:
         break;
     }
-    check.error(field, "needs filename or inline_string");
+    check.error(field, "is required: a filename or an inline_string");
     return false;
+  }
+
+  void tlsParams(Checker& check, const std::string& path, const v1::TlsParameters& p) {
+    const bool known_min = v1::TlsVersion_IsValid(p.min_version());
+    const bool known_max = v1::TlsVersion_IsValid(p.max_version());
+    if (!known_min) {
+      check.error(path + ".min_version", absl::StrCat("unknown value ", p.min_version()));
+    }
+    if (!known_max) {
+      check.error(path + ".max_version", absl::StrCat("unknown value ", p.max_version()));
+    }
+    // TLS_AUTO: at least 1.2, at most 1.3.
+    const bool min13 = p.min_version() == v1::TLS_V1_3;
+    if (known_min && known_max && min13 && p.max_version() == v1::TLS_V1_2) {
+      check.error(path + ".max_version", "is TLS_V1_2, below min_version TLS_V1_3");
+    }
+    for (int i = 0; i < p.cipher_suites_size(); ++i) {
+      const std::string& c = p.cipher_suites(i);
+      if (c.empty() || !std::all_of(c.begin(), c.end(), [](unsigned char ch) {
+            return absl::ascii_isalnum(ch) || ch == '-' || ch == '_';
+          })) {
+        check.error(absl::StrCat(path, ".cipher_suites[", i, "]"),
+                    absl::StrCat("'", c,
+                                 "' is not a cipher suite name (OpenSSL's, e.g. "
+                                 "ECDHE-RSA-AES128-GCM-SHA256)"));
+      }
+    }
+    if (p.cipher_suites_size() > 0 && min13) {
+      check.error(path + ".cipher_suites",
+                  "apply to TLS 1.2 only, and min_version is TLS_V1_3 (TLS 1.3 suites are not "
+                  "configurable)");
+    }
   }
 
   // Two listeners served to a common node group cannot bind the same port on overlapping
@@ -656,6 +807,18 @@ class Validator {
             check.error(rp + ".uri", "must not hold spaces or control characters");
           }
           reference(check, rp + ".cluster", "Cluster", r.cluster(), clusters_, Kind::kCluster);
+          // The cluster's TLS decides how the document is fetched; the URL must say the same.
+          if (auto c = clusters_.find(r.cluster()); c != clusters_.end()) {
+            const bool https = absl::StartsWith(r.uri(), "https://");
+            const bool tls = c->second->resource.has_tls();
+            if (https && !tls) {
+              check.error(rp + ".uri", absl::StrCat("is https:// but Cluster '", r.cluster(),
+                                                    "' has no tls to verify the server with"));
+            } else if (!https && tls && absl::StartsWith(r.uri(), "http://")) {
+              check.error(rp + ".uri", absl::StrCat("is http:// but Cluster '", r.cluster(),
+                                                    "' connects with tls; use https://"));
+            }
+          }
           check.duration(rp + ".refresh_interval", r.has_refresh_interval(), r.refresh_interval(),
                          1000, kDaySeconds);
           check.duration(rp + ".timeout", r.has_timeout(), r.timeout(), 1, 60);
@@ -1130,7 +1293,6 @@ class Validator {
   void cluster(const Sourced<v1::Cluster>& item) {
     const v1::Cluster& c = item.resource;
     Checker check(&out_, "Cluster", c.name(), item.origin);
-    if (c.has_tls()) check.error("tls", "upstream TLS is not supported by this version yet");
     groups(check);
     check.duration("connect_timeout", c.has_connect_timeout(), c.connect_timeout(), 1, 60);
     const std::string type = v1::Cluster::DiscoveryType_Name(c.type());
@@ -1162,6 +1324,7 @@ class Validator {
       circuitBreakers(check, "circuit_breakers", c.circuit_breakers());
     }
     check.range("healthy_panic_threshold", c.healthy_panic_threshold(), 0, 100, false);
+    if (c.has_tls()) upstreamTls(check, "tls", c.tls());
   }
 
   void loadBalancing(Checker& check, const v1::Cluster& c) {

@@ -17,6 +17,7 @@
 #include "proxy/http/chunked.h"
 #include "proxy/http/socket_io.h"
 #include "proxy/router/route_table.h"
+#include "proxy/tls/connection.h"
 
 namespace sluice::http {
 namespace {
@@ -290,6 +291,18 @@ uint64_t WorkerContext::random() {
   return rng_ * 0x2545F4914F6CDD1DULL;
 }
 
+// A TLS connection's own state, allocated only for TLS listeners.
+struct DownstreamTls {
+  std::unique_ptr<tls::Connection> conn;
+  tls::ServerStats stats;  // copied: the listener's generation may go first
+  bool asks_client_certificate = false;
+  bool handshaking = true;
+  // The events actually watched: what reading_ and writing_ ask for, turned around where a TLS
+  // read waits for writability or a write for readability.
+  bool read_armed = false;
+  bool write_armed = false;
+};
+
 class DownstreamConnection : public upstream::UpstreamOwner {
  public:
   DownstreamConnection(WorkerContext* worker, int fd, const sockaddr_storage& peer,
@@ -319,6 +332,12 @@ class DownstreamConnection : public upstream::UpstreamOwner {
   void onUpstreamReadable(upstream::UpstreamConn* conn) override;
   void onUpstreamWritable(upstream::UpstreamConn* conn) override;
 
+  // The client's certificate on a TLS listener (after the handshake; nothing presented when the
+  // listener asks for none); null on plain HTTP. For access control.
+  const tls::PeerInfo* peerInfo() const { return tls_ != nullptr ? &tls_->conn->peer() : nullptr; }
+  // Whether the client reached us over TLS: the request's scheme is https.
+  bool secure() const { return tls_ != nullptr; }
+
  private:
   enum class Phase {
     kHead,       // waiting for (the rest of) a request head
@@ -346,6 +365,10 @@ class DownstreamConnection : public upstream::UpstreamOwner {
 
   void onReadable();
   void onWritable();
+  // TLS: the handshake's next step, and the socket's events once it is done.
+  void handshake();
+  void onTlsSocket(short what);
+  void syncTlsEvents();
   void process();
   void parseHead();
   // Answers a request at its head with `status` and closes, leaving its body unread.
@@ -407,6 +430,8 @@ class DownstreamConnection : public upstream::UpstreamOwner {
   void localReply(int status, std::string_view body, bool close,
                   const router::HeaderOps* ops = nullptr, std::string_view location = {},
                   const char* overflow = nullptr, std::string_view headers = {});
+  // The listener's https_redirect: the same URL over https.
+  void redirectToHttps(const RequestHead& head);
   void reject(const Error& err);
   // Whether the request body (if any) is already entirely buffered; if so it is dropped.
   bool discardBufferedBody();
@@ -421,6 +446,7 @@ class DownstreamConnection : public upstream::UpstreamOwner {
 
   WorkerContext* worker_;
   int fd_;
+  std::unique_ptr<DownstreamTls> tls_;  // TLS listeners only
   char peer_[INET6_ADDRSTRLEN] = {};
   ip_filter::IpAddress peer_ip_;
   std::shared_ptr<const server::Generation> accept_gen_;
@@ -557,6 +583,12 @@ DownstreamConnection::DownstreamConnection(WorkerContext* worker, int fd,
       resp_chunked_(listener->limits) {
   formatPeer(peer, peer_, sizeof(peer_));
   if (auto ip = ip_filter::IpAddress::fromSockaddr(peer)) peer_ip_ = *ip;
+  if (listener->tls != nullptr) {
+    tls_ = std::make_unique<DownstreamTls>();
+    tls_->conn = listener->tls->accept(fd);
+    tls_->stats = listener->tls_stats;
+    tls_->asks_client_certificate = listener->tls->asksClientCertificate();
+  }
   in_ = evbuffer_new();
   out_ = evbuffer_new();
   head_copy_ = evbuffer_new();
@@ -582,14 +614,23 @@ DownstreamConnection::~DownstreamConnection() {
 }
 
 void DownstreamConnection::start() {
+  // On TLS listeners the handshake counts against the request head's timeout.
   setTimer(Timer::kHeader, header_timeout_);
-  wantRead(true);
+  if (tls_ == nullptr) {
+    wantRead(true);
+  } else if (tls_->conn == nullptr) {
+    closeNow();
+  } else {
+    handshake();
+  }
 }
 
 void DownstreamConnection::wantRead(bool on) {
   if (on == reading_ || phase_ == Phase::kClosed) return;
   reading_ = on;
-  if (on) {
+  if (tls_ != nullptr) {
+    syncTlsEvents();
+  } else if (on) {
     event_add(&sock_read_, nullptr);
   } else {
     event_del(&sock_read_);
@@ -599,11 +640,79 @@ void DownstreamConnection::wantRead(bool on) {
 void DownstreamConnection::wantWrite(bool on) {
   if (on == writing_ || phase_ == Phase::kClosed) return;
   writing_ = on;
-  if (on) {
-    watchClientRate();
+  if (on) watchClientRate();
+  if (tls_ != nullptr) {
+    syncTlsEvents();
+  } else if (on) {
     event_add(&sock_write_, nullptr);
   } else {
     event_del(&sock_write_);
+  }
+}
+
+void DownstreamConnection::syncTlsEvents() {
+  if (phase_ == Phase::kClosed) return;
+  // Lingering reads the socket without TLS.
+  const bool tls_io = phase_ != Phase::kLingering;
+  const bool read_flip = tls_io && tls_->conn->readWantsWrite();
+  const bool write_flip = tls_io && tls_->conn->writeWantsRead();
+  const bool read = (reading_ && !read_flip) || write_flip;
+  const bool write = (writing_ && !write_flip) || read_flip;
+  if (read != tls_->read_armed) {
+    tls_->read_armed = read;
+    read ? event_add(&sock_read_, nullptr) : event_del(&sock_read_);
+  }
+  if (write != tls_->write_armed) {
+    tls_->write_armed = write;
+    write ? event_add(&sock_write_, nullptr) : event_del(&sock_write_);
+  }
+}
+
+void DownstreamConnection::handshake() {
+  tls::Connection& conn = *tls_->conn;
+  switch (conn.handshake()) {
+    case tls::Connection::Step::kWantRead:
+      wantWrite(false);
+      wantRead(true);
+      return;
+    case tls::Connection::Step::kWantWrite:
+      wantRead(false);
+      wantWrite(true);
+      return;
+    case tls::Connection::Step::kFailed:
+      // No HTTP answer: the client has no TLS to read one with.
+      worker_->cells->add(tls_->stats.handshake_error[static_cast<int>(conn.failure())]);
+      log::debug("TLS handshake from %s on %s failed: %s", peer_, listener_name_,
+                 tls::handshakeFailureName(conn.failure()));
+      closeNow();
+      return;
+    case tls::Connection::Step::kDone:
+      break;
+  }
+  tls_->handshaking = false;
+  stats::Cells* cells = worker_->cells;
+  cells->add(tls_->stats.handshake);
+  if (conn.sessionReused()) cells->add(tls_->stats.session_reused);
+  if (tls_->asks_client_certificate && !conn.peer().presented) {
+    cells->add(tls_->stats.no_certificate);
+  }
+  wantWrite(false);
+  wantRead(true);
+  // The first request may have come with the client's last handshake message.
+  onReadable();
+}
+
+void DownstreamConnection::onTlsSocket(short what) {
+  if (tls_->handshaking) {
+    handshake();
+  } else if ((what & EV_READ) && tls_->conn->writeWantsRead()) {
+    onWritable();
+  } else if ((what & EV_WRITE) && tls_->conn->readWantsWrite()) {
+    onReadable();
+  } else if (what & EV_READ) {
+    onReadable();
+  } else if (what & EV_WRITE) {
+    onWritable();
   }
 }
 
@@ -619,6 +728,10 @@ void DownstreamConnection::setTimer(Timer timer, absl::Duration d) {
 
 void DownstreamConnection::onSocket(evutil_socket_t, short what, void* arg) {
   auto* c = static_cast<DownstreamConnection*>(arg);
+  if (c->tls_ != nullptr) {
+    c->onTlsSocket(what);
+    return;
+  }
   if (what & EV_READ) {
     c->onReadable();
   } else if (what & EV_WRITE) {
@@ -632,6 +745,12 @@ void DownstreamConnection::onTimer(evutil_socket_t, short, void* arg) {
     case Timer::kHeader:
       c->timer_kind_ = Timer::kNone;
       if (c->phase_ != Phase::kHead) return;
+      if (c->tls_ != nullptr && c->tls_->handshaking) {
+        c->worker_->cells->add(
+            c->tls_->stats.handshake_error[static_cast<int>(tls::HandshakeFailure::kTimeout)]);
+        c->closeNow();
+        return;
+      }
       if (evbuffer_get_length(c->in_) == 0 && !c->head_bytes_seen_) {
         c->closeNow();
         return;
@@ -789,7 +908,17 @@ void DownstreamConnection::onReadable() {
     if (n == 0 || (n < 0 && errno != EAGAIN && errno != EINTR)) closeNow();
     return;
   }
-  ssize_t n = readInto(in_, fd_);
+  ssize_t n;
+  if (tls_ == nullptr) {
+    n = readInto(in_, fd_);
+  } else {
+    n = tls_->conn->readInto(in_);
+    const int err = errno;
+    syncTlsEvents();
+    errno = err;
+    // close_notify may come with the last bytes, and no socket event after it.
+    if (n > 0 && tls_->conn->peerClosed()) peer_closed_ = true;
+  }
   if (n > 0) {
     ++progress_;
     client_bytes_ += static_cast<uint64_t>(n);
@@ -1016,9 +1145,19 @@ void DownstreamConnection::startRequest(RequestHead& head) {
   }
   if (listener_gone_) keep_alive_ = false;
   gen_ = accept_gen_.get();
-  const router::RouteTable* table = table_;
   access_.client = peer_ip_;
+  if (tls_ != nullptr) {
+    const tls::PeerInfo& peer = tls_->conn->peer();
+    access_.cert_verified = peer.verified;
+    access_.cert_subject = peer.subject;
+    access_.cert_sans = &peer.sans;
+  }
   if ((listener_->ip_filter != nullptr || listener_->xff_hops > 0) && !checkClient(head)) return;
+  if (listener_->https_redirect_code != 0) {
+    redirectToHttps(head);
+    return;
+  }
+  const router::RouteTable* table = table_;
   HeadHeaders headers(head);
   router::RequestView view{head.method, head.host, head.path, head.query, &headers};
   const router::Route* route = table != nullptr ? table->route(view) : nullptr;
@@ -1141,8 +1280,9 @@ void DownstreamConnection::dispatch(RequestHead& head, const router::Route& rout
     case router::Route::Action::kRedirect: {
       std::string location;
       // Both arms string_view: "http" : std::string would make a temporary string to point into.
+      // Unset keeps the request's scheme.
       std::string_view scheme = route->scheme_redirect.empty()
-                                    ? std::string_view("http")
+                                    ? std::string_view(tls_ != nullptr ? "https" : "http")
                                     : std::string_view(route->scheme_redirect);
       location.append(scheme).append("://");
       location.append(route->host_redirect.empty() ? head.host : route->host_redirect);
@@ -1519,7 +1659,7 @@ void DownstreamConnection::writeUpstreamHead(const RequestHead& head, const rout
   }
   add(b, peer_);
   add(b, "\r\n");
-  addHeader(b, "x-forwarded-proto", "http");
+  addHeader(b, "x-forwarded-proto", tls_ != nullptr ? "https" : "http");
   if (!has_request_id && !removedBy(ops, "x-request-id")) {
     // A random UUID (version 4).
     uint64_t hi = worker_->random(), lo = worker_->random();
@@ -1639,14 +1779,17 @@ void DownstreamConnection::onUpstreamConnected(upstream::UpstreamConn* conn) {
   }
 }
 
-void DownstreamConnection::onUpstreamConnectFailed(upstream::UpstreamConn*, bool timed_out) {
+void DownstreamConnection::onUpstreamConnectFailed(upstream::UpstreamConn* conn, bool timed_out) {
   int err = errno;
+  const bool tls_failed = conn->tlsFailed();
   outcome(upstream::Outcome::kGatewayFailure);
   if (retryAfter(Failure::kConnect)) return;
   releaseUpstream(false);
   worker_->cells->add(cluster_->stats().rq_5xx);
   if (timed_out) {
     localReply(504, "upstream connect timeout\n", !req_done_);
+  } else if (tls_failed) {
+    localReply(502, "upstream TLS handshake failed\n", !req_done_);
   } else {
     std::string body = "upstream connect error: ";
     body.append(strerror(err)).append("\n");
@@ -1667,7 +1810,7 @@ void DownstreamConnection::onUpstreamWritable(upstream::UpstreamConn* conn) {
 }
 
 void DownstreamConnection::onUpstreamReadable(upstream::UpstreamConn* conn) {
-  ssize_t n = readInto(conn->in(), conn->fd());
+  ssize_t n = conn->read();
   if (n > 0) ++progress_;
   if (n < 0 && (errno == EAGAIN || errno == EINTR)) return;
   if (n <= 0) {
@@ -2053,6 +2196,30 @@ void DownstreamConnection::localReply(int status, std::string_view body, bool cl
   endStream(close);
 }
 
+void DownstreamConnection::redirectToHttps(const RequestHead& head) {
+  std::string_view host = head.host;
+  // Without its port: an IPv6 literal keeps its brackets.
+  const size_t colon = host.rfind(':');
+  if (colon != std::string_view::npos && host.find(']', colon) == std::string_view::npos) {
+    host = host.substr(0, colon);
+  }
+  if (host.empty()) {
+    evbuffer_drain(in_, head.head_len);
+    localReply(400, "no host to redirect to\n", true);
+    return;
+  }
+  std::string location = "https://";
+  location.append(host);
+  if (listener_->https_redirect_port != 443) {
+    location.append(":").append(std::to_string(listener_->https_redirect_port));
+  }
+  location.append(head.path == "*" ? std::string_view("/") : head.path);
+  if (head.has_query) location.append("?").append(head.query);
+  evbuffer_drain(in_, head.head_len);
+  localReply(static_cast<int>(listener_->https_redirect_code), "", !discardBufferedBody(), nullptr,
+             location);
+}
+
 bool DownstreamConnection::discardBufferedBody() {
   switch (req_mode_) {
     case BodyMode::kNone:
@@ -2089,7 +2256,7 @@ bool DownstreamConnection::discardBufferedBody() {
 void DownstreamConnection::flushDownstream() {
   if (phase_ == Phase::kClosed) return;
   while (evbuffer_get_length(out_) > 0) {
-    ssize_t n = writeFrom(out_, fd_);
+    ssize_t n = tls_ == nullptr ? writeFrom(out_, fd_) : tls_->conn->writeFrom(out_);
     if (n < 0) {
       if (errno == EAGAIN || errno == EINTR) break;
       // The client is gone.
@@ -2102,6 +2269,7 @@ void DownstreamConnection::flushDownstream() {
     client_bytes_ += static_cast<uint64_t>(n);
   }
   wantWrite(evbuffer_get_length(out_) > 0);
+  if (tls_ != nullptr) syncTlsEvents();
 }
 
 void DownstreamConnection::onWritable() {
@@ -2137,6 +2305,7 @@ void DownstreamConnection::beginClose() {
   }
   // Everything is sent: stop sending, and drain what the client still sends for a moment so
   // that its unread bytes do not turn our close into a reset that destroys the answer.
+  if (tls_ != nullptr) tls_->conn->shutdown();  // close_notify
   shutdown(fd_, SHUT_WR);
   phase_ = Phase::kLingering;
   wantWrite(false);
@@ -2185,6 +2354,13 @@ void DownstreamConnection::closeNow() {
   settleRequest();
   wantRead(false);
   wantWrite(false);
+  if (tls_ != nullptr) {
+    // TLS may watch an event neither reading_ nor writing_ asks for.
+    event_del(&sock_read_);
+    event_del(&sock_write_);
+    // An idle or drained connection tells its client it ends here (not a truncation).
+    if (!tls_->handshaking && !peer_closed_ && tls_->conn != nullptr) tls_->conn->shutdown();
+  }
   event_del(&timer_);
   event_del(&body_timer_);
   event_del(&rate_timer_);

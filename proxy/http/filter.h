@@ -55,9 +55,10 @@ struct AccessContext {
   // The client: the peer, or the address `xff_num_trusted_hops` from the right of
   // x-forwarded-for.
   ip_filter::IpAddress client;
-  // The client certificate (mTLS), when one was presented and verified: its names, the
-  // subjectAltNames and then the subject (RFC 2253), which authorization rules match.
+  // The client certificate (mTLS), when one was presented and verified: its subject (RFC 2253)
+  // and subjectAltNames, which authorization rules match. Owned by the connection.
   bool cert_verified = false;
+  std::string_view cert_subject;
   const std::vector<std::string>* cert_sans = nullptr;
   // The worker's metric cells.
   stats::Cells* cells = nullptr;
@@ -85,6 +86,7 @@ struct AccessContext {
   void reset() {
     head = nullptr;
     cert_verified = false;
+    cert_subject = {};
     cert_sans = nullptr;
     consumer = nullptr;
     claims.reset();

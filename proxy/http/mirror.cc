@@ -5,8 +5,6 @@
 
 #include <algorithm>
 
-#include "proxy/http/socket_io.h"
-
 namespace sluice::http {
 namespace {
 
@@ -165,7 +163,7 @@ void Shadow::onUpstreamWritable(upstream::UpstreamConn* conn) {
 }
 
 void Shadow::onUpstreamReadable(upstream::UpstreamConn* conn) {
-  const ssize_t n = readInto(conn->in(), conn->fd());
+  const ssize_t n = conn->read();
   if (n < 0 && (errno == EAGAIN || errno == EINTR)) return;
   if (n == 0 && answer_ == Answer::kUntilClose) {
     answered();

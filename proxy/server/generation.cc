@@ -170,8 +170,24 @@ absl::StatusOr<std::shared_ptr<Generation>> compileGeneration(
   for (size_t i = 0; i < config.listeners.size(); ++i) {
     const v1::Listener& lc = config.listeners[i].resource;
     auto old = old_listeners.find(lc.name());
-    if (old != old_listeners.end() && *old->second == serialized->listeners[i] &&
-        gen->routeTable(lc.route_config()) != nullptr) {
+    const bool unchanged = old != old_listeners.end() && *old->second == serialized->listeners[i] &&
+                           gen->routeTable(lc.route_config()) != nullptr;
+    const ListenerConfig* prev = previous != nullptr ? previous->listener(lc.name()) : nullptr;
+    std::shared_ptr<const tls::ServerContext> tls;
+    if (lc.has_tls()) {
+      // The files are read again: an update is also how certificates changed on disk get
+      // picked up without waiting for the reload timer.
+      auto ctx = tls::ServerContext::create(lc.tls(), absl::StrCat("listener '", lc.name(), "'"),
+                                            prev != nullptr ? prev->tls : nullptr);
+      if (ctx.ok()) {
+        tls = *std::move(ctx);
+      } else if (unchanged) {
+        tls = prev->tls;
+      } else {
+        return ctx.status();
+      }
+    }
+    if (unchanged && tls == prev->tls) {
       gen->listeners[lc.name()] = previous->listeners.at(lc.name());
       continue;
     }
@@ -217,6 +233,15 @@ absl::StatusOr<std::shared_ptr<Generation>> compileGeneration(
     listener->request_body_idle_timeout =
         durationOr(t.has_request_body_idle(), t.request_body_idle(), listener->idle_timeout);
     listener->stats = declareListenerStats(listener->name, store);
+    if (tls != nullptr) {
+      listener->tls = std::move(tls);
+      listener->tls_stats = tls::declareServerStats(store, listener->name);
+    }
+    if (lc.has_https_redirect()) {
+      const v1::HttpsRedirect& r = lc.https_redirect();
+      listener->https_redirect_code = r.response_code() != 0 ? r.response_code() : 301;
+      if (r.port() != 0) listener->https_redirect_port = r.port();
+    }
     gen->listeners[listener->name] = std::move(listener);
   }
   return gen;
@@ -252,6 +277,14 @@ std::vector<authn::JwksSource> remoteJwksSources(const config::ConfigSet& config
     }
   }
   return out;
+}
+
+std::shared_ptr<Generation> withListeners(
+    const Generation& gen,
+    absl::flat_hash_map<std::string, std::shared_ptr<const ListenerConfig>> listeners) {
+  auto next = std::make_shared<Generation>(gen);
+  next->listeners = std::move(listeners);
+  return next;
 }
 
 }  // namespace sluice::server

@@ -18,6 +18,8 @@
 #include "proxy/http/codec.h"
 #include "proxy/router/route_table.h"
 #include "proxy/stats/store.h"
+#include "proxy/tls/context.h"
+#include "proxy/tls/stats.h"
 #include "proxy/upstream/cluster.h"
 
 namespace sluice::server {
@@ -60,6 +62,13 @@ struct ListenerConfig {
   std::shared_ptr<const ip_filter::IpFilter> ip_filter;
   uint32_t xff_hops = 0;
   ListenerStats stats;
+  // TLS termination (null: plain HTTP). Shared across generations while the listener's TLS
+  // config and certificate bytes stay the same; a connection keeps the one it was accepted with.
+  std::shared_ptr<const tls::ServerContext> tls;
+  tls::ServerStats tls_stats;  // declared for TLS listeners only
+  // https_redirect: every request is answered with a redirect to https (code 0: off).
+  uint32_t https_redirect_code = 0;
+  uint32_t https_redirect_port = 443;
 
   // Where the listener binds: two listeners with equal keys share sockets across generations.
   std::string bindKey() const;
@@ -103,9 +112,11 @@ struct Generation {
 
 // Compiles a validated config set around its compiled `clusters` (in the config's order).
 // Route tables and listeners whose config is unchanged since `previous` (and, for route tables,
-// whose clusters keep their places) are shared with it instead of compiled again. Fails (with a
-// message for the NACK) only on what the shared validator cannot know; binding sockets is the
-// server's job.
+// whose clusters keep their places) are shared with it instead of compiled again; so is a TLS
+// context whose config and certificate bytes are unchanged. Fails (with a message for the NACK)
+// only on what the shared validator cannot know (certificate files it cannot read or use);
+// binding sockets is the server's job. A listener whose config is unchanged keeps its
+// certificates when their files have since gone bad (reloading reports that).
 absl::StatusOr<std::shared_ptr<Generation>> compileGeneration(
     const config::ConfigSet& config, std::vector<std::shared_ptr<const upstream::Cluster>> clusters,
     const Generation* previous, stats::Store* store);
@@ -121,5 +132,11 @@ std::shared_ptr<Generation> withJwks(const Generation& gen,
 
 // The remote JWKS documents the JWT providers of `config` fetch.
 std::vector<authn::JwksSource> remoteJwksSources(const config::ConfigSet& config);
+
+// A generation like `gen` with other listener configs (the same names): for certificates
+// reloaded from changed files.
+std::shared_ptr<Generation> withListeners(
+    const Generation& gen,
+    absl::flat_hash_map<std::string, std::shared_ptr<const ListenerConfig>> listeners);
 
 }  // namespace sluice::server

@@ -30,6 +30,8 @@ ABSL_FLAG(absl::Duration, drain_timeout, absl::ZeroDuration(),
           "Longest graceful drain on SIGTERM (0: the listeners' drain timeouts, default 30s).");
 ABSL_FLAG(std::string, dns_hosts_file, "",
           "A hosts file (as /etc/hosts) consulted before DNS for STRICT_DNS clusters' names.");
+ABSL_FLAG(absl::Duration, tls_reload_interval, absl::Seconds(5),
+          "How often certificate files are checked for changes (0: never).");
 ABSL_FLAG(std::string, log_level, "info", "debug, info, warn or error.");
 
 namespace {
@@ -67,6 +69,7 @@ int main(int argc, char** argv) {
   options.admin = absl::GetFlag(FLAGS_admin);
   options.drain_timeout = absl::GetFlag(FLAGS_drain_timeout);
   options.dns_hosts_file = absl::GetFlag(FLAGS_dns_hosts_file);
+  options.tls_reload_interval = absl::GetFlag(FLAGS_tls_reload_interval);
   if (options.xds.empty() == options.config_dir.empty()) {
     return fail("give exactly one of --xds (a control plane) or --config-dir (local YAML)");
   }
@@ -84,6 +87,9 @@ int main(int argc, char** argv) {
   const uint64_t heap_mb = absl::GetFlag(FLAGS_overload_max_heap_mb);
   if (heap_mb > (uint64_t{1} << 30)) return fail("--overload-max-heap-mb is too large");
   options.overload_max_heap_bytes = heap_mb << 20;
+  if (options.tls_reload_interval < absl::ZeroDuration()) {
+    return fail("--tls-reload-interval must not be negative");
+  }
   if (options.node_id.empty()) {
     char host[256] = {};
     gethostname(host, sizeof(host) - 1);

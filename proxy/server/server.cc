@@ -186,6 +186,11 @@ Server::Server(Options options) : options_(std::move(options)) {
   live_fd_ = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
   live_ev_ = event_new(base_, live_fd_, EV_READ | EV_PERSIST, &Server::onLive, this);
   event_add(live_ev_, nullptr);
+  if (options_.tls_reload_interval > absl::ZeroDuration()) {
+    tls_reload_ = event_new(base_, -1, EV_PERSIST, &Server::onTlsReload, this);
+    const timeval tv = absl::ToTimeval(options_.tls_reload_interval);
+    event_add(tls_reload_, &tv);
+  }
 }
 
 Server::~Server() {
@@ -201,6 +206,7 @@ Server::~Server() {
   if (xds_ev_ != nullptr) event_free(xds_ev_);
   if (xds_fd_ >= 0) close(xds_fd_);
   if (shutdown_tick_ != nullptr) event_free(shutdown_tick_);
+  if (tls_reload_ != nullptr) event_free(tls_reload_);
   if (admin_ != nullptr) evhttp_free(admin_);
   overload_.reset();
   event_base_free(base_);
@@ -299,15 +305,19 @@ void Server::onJwks(const std::string& key, std::shared_ptr<const jwt_authn::Key
   publish(withJwks(*current_, current_->jwks->with(key, std::move(keys))), Clock::now(), {}, {});
 }
 
-std::optional<std::string> Server::jwksEndpoint(const std::string& cluster) const {
+std::optional<authn::JwksTarget> Server::jwksEndpoint(const std::string& cluster) const {
   if (current_ == nullptr) return std::nullopt;
   for (const auto& c : current_->clusters) {
-    if (c->name() != cluster) continue;
+    if (c->name() != cluster || c->endpoints().empty()) continue;
     // A healthy endpoint if there is one: the document is small and fetched rarely.
+    const upstream::Endpoint* pick = &c->endpoints().front();
     for (const upstream::Endpoint& e : c->endpoints()) {
-      if (e.healthy) return e.name;
+      if (e.healthy) {
+        pick = &e;
+        break;
+      }
     }
-    if (!c->endpoints().empty()) return c->endpoints().front().name;
+    return authn::JwksTarget{.address = pick->name, .host = pick->host, .tls = c->tls()};
   }
   return std::nullopt;
 }
@@ -326,6 +336,41 @@ void Server::onHostsChanged() {
   }
   const Clock::time_point start = Clock::now();
   publish(withClusters(*current_, std::move(clusters)), start, {}, {});
+}
+
+void Server::onTlsReload(evutil_socket_t, short, void* arg) {
+  static_cast<Server*>(arg)->reloadTls();
+}
+
+void Server::reloadTls() {
+  if (current_ == nullptr || shutting_down_) return;
+  // Clusters publish through onHostsChanged, like a health verdict.
+  clusters_->reloadTls();
+  auto listeners = current_->listeners;
+  bool changed = false;
+  for (auto& [name, listener] : listeners) {
+    const std::shared_ptr<const tls::ServerContext>& old = listener->tls;
+    if (old == nullptr || !old->readsFiles()) continue;
+    auto ctx = tls::ServerContext::create(old->config(), old->name(), old);
+    if (!ctx.ok()) {
+      std::string& last = tls_reload_errors_[name];
+      if (last != ctx.status().message()) {
+        last = std::string(ctx.status().message());
+        cells_->add(listener->tls_stats.reload_error);
+        log::error("%s; still serving the certificates loaded before", last);
+      }
+      continue;
+    }
+    tls_reload_errors_.erase(name);
+    if (*ctx == old) continue;
+    auto next = std::make_shared<ListenerConfig>(*listener);
+    next->tls = *std::move(ctx);
+    listener = std::move(next);
+    cells_->add(listener->tls_stats.reload);
+    log::info("listener '%s': certificates reloaded from changed files", name);
+    changed = true;
+  }
+  if (changed) publish(withListeners(*current_, std::move(listeners)), Clock::now(), {}, {});
 }
 
 void Server::publish(std::shared_ptr<Generation> gen, Clock::time_point start,

@@ -32,6 +32,8 @@ struct Options {
   // Bearer token the admin endpoint requires on every path but /ready (empty: none).
   std::string admin_token;
   uint64_t overload_max_heap_bytes = 0;  // 0: no overload guard
+  // How often certificate files are checked for changes (0: never).
+  absl::Duration tls_reload_interval = absl::Seconds(5);
 };
 
 class Server {
@@ -61,6 +63,10 @@ class Server {
                std::map<std::string, std::vector<int>> fresh, std::vector<std::string> remove);
   // The cluster manager has clusters whose hosts changed (health, ejections, DNS).
   void onHostsChanged();
+  // Reads the certificate files of TLS listeners and clusters again and publishes a generation
+  // with new contexts for those whose bytes changed.
+  void reloadTls();
+  static void onTlsReload(evutil_socket_t fd, short what, void* arg);
   absl::StatusOr<std::vector<int>> bindListener(const config::v1::Listener& listener);
   bool ready() const;
   void beginShutdown(const char* why);
@@ -74,7 +80,7 @@ class Server {
   // A remote JWKS fetch brought new keys: a generation with them.
   void onJwks(const std::string& key, std::shared_ptr<const jwt_authn::KeySet> keys);
   // An endpoint of `cluster` in the live generation, for JWKS fetches.
-  std::optional<std::string> jwksEndpoint(const std::string& cluster) const;
+  std::optional<authn::JwksTarget> jwksEndpoint(const std::string& cluster) const;
   std::string metricsText() const;
   std::string configDump() const;
 
@@ -96,6 +102,9 @@ class Server {
   evhttp* admin_ = nullptr;
   std::vector<event*> signal_events_;
   event* shutdown_tick_ = nullptr;
+  event* tls_reload_ = nullptr;
+  // The last reload error per TLS listener, so that a file that stays bad is reported once.
+  std::map<std::string, std::string> tls_reload_errors_;
 
   // xDS: the stream thread posts updates through a queue and an eventfd.
   std::unique_ptr<xds::AdsClient> ads_;

@@ -206,6 +206,16 @@ absl::StatusOr<std::unique_ptr<Cluster>> Cluster::compile(const v1::Cluster& con
                                        "Endpoints the balancer counts as healthy.", labels);
   }
 
+  if (config.has_tls()) {
+    c.tls_ = inputs.tls;
+    if (c.tls_ == nullptr) {
+      auto ctx = tls::ClientContext::create(config.tls(), absl::StrCat("cluster '", c.name_, "'"));
+      if (!ctx.ok()) return ctx.status();
+      c.tls_ = *std::move(ctx);
+    }
+    s.tls = tls::declareClientStats(store, c.name_);
+  }
+
   c.endpoints_.reserve(endpoints.size());
   for (const v1::Endpoint* e : endpoints) {
     Endpoint ep;

@@ -19,6 +19,8 @@
 #include "absl/status/statusor.h"
 #include "absl/time/time.h"
 #include "proxy/stats/store.h"
+#include "proxy/tls/context.h"
+#include "proxy/tls/stats.h"
 #include "proxy/upstream/load_balancer.h"
 #include "proxy/upstream/outlier_detector.h"
 #include "sluice/config/v1/cluster.pb.h"
@@ -96,6 +98,7 @@ struct ClusterStats {
   stats::GaugeId lb_panic;           // 1 while the balancer is in panic
   stats::CounterId lb_panic_rq;      // requests balanced in panic mode
   stats::GaugeId endpoints_healthy;  // endpoints the balancer counts healthy
+  tls::ClientStats tls;              // TLS clusters only (invalid ids otherwise)
 };
 
 struct Endpoint {
@@ -130,6 +133,9 @@ class Cluster {
     std::span<const std::string> host_names;  // the DNS names of `endpoints`, if resolved
     HealthFn healthy;                         // null: all are healthy
     int outlier_wake_fd = -1;  // where workers ask for ejections; -1: no outlier detection
+    // The context of a cluster with `tls` (the cluster manager keeps it across compilations);
+    // null: compiled from the config.
+    std::shared_ptr<const tls::ClientContext> tls;
   };
 
   // Declares the cluster's metrics in `store` (same names keep their counts across
@@ -137,7 +143,8 @@ class Cluster {
   static absl::StatusOr<std::unique_ptr<Cluster>> compile(const config::v1::Cluster& config,
                                                           const Inputs& inputs, int workers,
                                                           stats::Store* store, Registry* registry);
-  // The same with the config's endpoints, or the assignment's for EDS, all healthy.
+  // The same with the config's endpoints, or the assignment's for EDS, all healthy; a TLS
+  // context is compiled from the config.
   static absl::StatusOr<std::unique_ptr<Cluster>> compile(
       const config::v1::Cluster& config, const config::v1::ClusterLoadAssignment* assignment,
       int workers, stats::Store* store, Registry* registry);
@@ -155,6 +162,8 @@ class Cluster {
   // Passive health checking: null when off.
   const OutlierConfig* outlier() const { return outlier_on_ ? &outlier_ : nullptr; }
   int outlierWakeFd() const { return outlier_wake_fd_; }
+  // Upstream TLS: null for plain connections.
+  const std::shared_ptr<const tls::ClientContext>& tls() const { return tls_; }
   bool panic() const { return lb_->panic(); }
   std::span<const uint32_t> priorityLoad() const { return lb_->priorityLoad(); }
 
@@ -186,6 +195,7 @@ class Cluster {
   bool outlier_on_ = false;
   OutlierConfig outlier_;
   int outlier_wake_fd_ = -1;
+  std::shared_ptr<const tls::ClientContext> tls_;
 };
 
 }  // namespace sluice::upstream

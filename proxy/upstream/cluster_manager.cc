@@ -84,6 +84,9 @@ struct ClusterManager::Entry {
   std::vector<ResolvedEndpoint> dns_answers;
   std::shared_ptr<const Cluster> compiled;
   bool dirty = false;
+  // Upstream TLS, kept across compilations while its config and files are unchanged.
+  std::shared_ptr<const tls::ClientContext> tls;
+  std::string tls_error;  // the last reload error, reported once
 };
 
 ClusterManager::ClusterManager(event_base* base, stats::Store* store, stats::Cells* cells,
@@ -150,7 +153,8 @@ absl::StatusOr<std::shared_ptr<const Cluster>> ClusterManager::compile(Entry& en
       .endpoints = endpoints,
       .host_names = host_names,
       .healthy = healthy,
-      .outlier_wake_fd = config.has_outlier_detection() ? outlier_wake_.fd() : -1};
+      .outlier_wake_fd = config.has_outlier_detection() ? outlier_wake_.fd() : -1,
+      .tls = entry.tls};
   auto cluster = Cluster::compile(config, inputs, workers_, store_, &registry_);
   if (!cluster.ok()) return cluster.status();
   const Cluster& c = **cluster;
@@ -196,7 +200,19 @@ absl::StatusOr<ClusterManager::ClusterList> ClusterManager::prepare(
     Entry* prev = old != entries_.end() ? old->second.get() : nullptr;
     if (prev != nullptr && prev->bytes == e->bytes && !prev->dirty && prev->compiled != nullptr) {
       e->compiled = prev->compiled;
+      e->tls = prev->tls;
     } else {
+      if (c.has_tls()) {
+        auto ctx = tls::ClientContext::create(c.tls(), absl::StrCat("cluster '", c.name(), "'"),
+                                              prev != nullptr ? prev->tls : nullptr);
+        if (ctx.ok()) {
+          e->tls = *std::move(ctx);
+        } else if (prev != nullptr && prev->bytes == e->bytes) {
+          e->tls = prev->tls;  // recompiled for its hosts: its files are reloadTls' business
+        } else {
+          return ctx.status();
+        }
+      }
       // Compiled with the runtime the cluster has now (borrowed, given back below), and its
       // last DNS answers until a changed refresher has its own.
       if (prev != nullptr) {
@@ -267,6 +283,7 @@ void ClusterManager::commit() {
     }
     if (e->config.has_health_check()) {
       HealthCheckConfig hc = healthCheckConfig(e->config.health_check(), name);
+      hc.tls = e->tls;
       if (prev != nullptr && prev->health != nullptr) {
         e->health = std::move(prev->health);
         e->health->updateConfig(hc);
@@ -277,7 +294,8 @@ void ClusterManager::commit() {
       }
       std::vector<HealthChecker::Target> targets;
       for (const Endpoint& ep : compiled.endpoints()) {
-        HealthChecker::Target t{.key = ep.name, .addr = {}, .addr_len = ep.addr_len};
+        HealthChecker::Target t{
+            .key = ep.name, .addr = {}, .addr_len = ep.addr_len, .host = ep.host};
         std::memcpy(&t.addr, &ep.addr, ep.addr_len);
         targets.push_back(std::move(t));
       }
@@ -349,7 +367,8 @@ ClusterManager::ClusterList ClusterManager::refresh() {
       if (e.health != nullptr) {
         std::vector<HealthChecker::Target> targets;
         for (const Endpoint& ep : e.compiled->endpoints()) {
-          HealthChecker::Target t{.key = ep.name, .addr = {}, .addr_len = ep.addr_len};
+          HealthChecker::Target t{
+              .key = ep.name, .addr = {}, .addr_len = ep.addr_len, .host = ep.host};
           std::memcpy(&t.addr, &ep.addr, ep.addr_len);
           targets.push_back(std::move(t));
         }
@@ -367,6 +386,33 @@ ClusterManager::ClusterList ClusterManager::refresh() {
     }
   }
   return changed ? current_ : ClusterList();
+}
+
+void ClusterManager::reloadTls() {
+  for (auto& [name, e] : entries_) {
+    if (e->tls == nullptr || !e->tls->readsFiles()) continue;
+    const tls::ClientStats& stats = e->compiled->stats().tls;
+    auto ctx = tls::ClientContext::create(e->tls->config(), e->tls->name(), e->tls);
+    if (!ctx.ok()) {
+      if (e->tls_error != ctx.status().message()) {
+        e->tls_error = std::string(ctx.status().message());
+        cells_->add(stats.reload_error);
+        log::error("%s; still using the files loaded before", e->tls_error);
+      }
+      continue;
+    }
+    e->tls_error.clear();
+    if (*ctx == e->tls) continue;
+    e->tls = *std::move(ctx);
+    cells_->add(stats.reload);
+    log::info("cluster '%s': upstream TLS files reloaded", name);
+    if (e->health != nullptr) {
+      HealthCheckConfig hc = healthCheckConfig(e->config.health_check(), name);
+      hc.tls = e->tls;
+      e->health->updateConfig(hc);
+    }
+    markDirty(name);
+  }
 }
 
 std::string ClusterManager::json() const {

@@ -47,6 +47,10 @@ class ClusterManager {
   absl::StatusOr<ClusterList> update(const config::ConfigSet& config);
   // Compiles again the clusters whose hosts changed since the last update() or refresh().
   ClusterList refresh();
+  // Reads the files of TLS clusters again; a cluster whose bytes changed gets a new context
+  // and is compiled again like one whose hosts changed (on_hosts_changed follows). A file that
+  // cannot be used leaves the cluster with its context and is logged and counted once.
+  void reloadTls();
   const ClusterList& current() const { return current_; }
 
   // The /clusters admin document: every cluster with its endpoints' health, ejection, weight,

@@ -8,14 +8,16 @@
 
 #include <algorithm>
 
-#include "proxy/http/socket_io.h"
+#include "common/log/log.h"
 
 namespace sluice::upstream {
 
 void UpstreamConn::wantRead(bool on) {
   if (on == reading_) return;
   reading_ = on;
-  if (on) {
+  if (tls_ != nullptr) {
+    syncTlsEvents();
+  } else if (on) {
     event_add(&read_ev_, nullptr);
   } else {
     event_del(&read_ev_);
@@ -25,16 +27,40 @@ void UpstreamConn::wantRead(bool on) {
 void UpstreamConn::wantWrite(bool on) {
   if (on == writing_) return;
   writing_ = on;
-  if (on) {
+  if (tls_ != nullptr) {
+    syncTlsEvents();
+  } else if (on) {
     event_add(&write_ev_, nullptr);
   } else {
     event_del(&write_ev_);
   }
 }
 
+void UpstreamConn::syncTlsEvents() {
+  if (handshaking_) return;  // the handshake watches for itself
+  const bool read = (reading_ && !tls_->readWantsWrite()) || tls_->writeWantsRead();
+  const bool write = (writing_ && !tls_->writeWantsRead()) || tls_->readWantsWrite();
+  if (read != read_armed_) {
+    read_armed_ = read;
+    read ? event_add(&read_ev_, nullptr) : event_del(&read_ev_);
+  }
+  if (write != write_armed_) {
+    write_armed_ = write;
+    write ? event_add(&write_ev_, nullptr) : event_del(&write_ev_);
+  }
+}
+
+ssize_t UpstreamConn::readTls() {
+  const ssize_t n = tls_->readInto(in_);
+  const int err = errno;
+  syncTlsEvents();
+  errno = err;
+  return n;
+}
+
 bool UpstreamConn::flush() {
   while (evbuffer_get_length(out_) > 0) {
-    ssize_t n = http::writeFrom(out_, fd_);
+    ssize_t n = tls_ == nullptr ? http::writeFrom(out_, fd_) : tls_->writeFrom(out_);
     if (n < 0) {
       if (errno == EAGAIN || errno == EINTR) break;
       return false;
@@ -42,7 +68,86 @@ bool UpstreamConn::flush() {
     if (n == 0) break;
   }
   wantWrite(evbuffer_get_length(out_) > 0);
+  if (tls_ != nullptr) syncTlsEvents();
   return true;
+}
+
+void UpstreamConn::startHandshake() {
+  ConnPool::EndpointPool& pool = pool_->poolFor(pool_key_);
+  SSL_SESSION* session = pool.session_context == tls_context_id_ ? pool.session : nullptr;
+  tls_ = tls_context_->connect(fd_, endpoint_.host, session);
+  tls_context_.reset();
+  if (tls_ == nullptr) {
+    handshakeFailed(tls::HandshakeFailure::kProtocol);
+    return;
+  }
+  handshaking_ = true;
+  continueHandshake(0);
+}
+
+void UpstreamConn::watchUntilDeadline(event* ev, event* other) {
+  event_del(other);
+  const absl::Duration left = connect_deadline_ - absl::Now();
+  if (left <= absl::ZeroDuration()) {
+    handshakeFailed(tls::HandshakeFailure::kTimeout);
+    return;
+  }
+  const timeval tv = absl::ToTimeval(left);
+  event_add(ev, &tv);
+}
+
+void UpstreamConn::continueHandshake(short what) {
+  if ((what & EV_TIMEOUT) != 0) {
+    handshakeFailed(tls::HandshakeFailure::kTimeout);
+    return;
+  }
+  switch (tls_->handshake()) {
+    case tls::Connection::Step::kWantRead:
+      watchUntilDeadline(&read_ev_, &write_ev_);
+      return;
+    case tls::Connection::Step::kWantWrite:
+      watchUntilDeadline(&write_ev_, &read_ev_);
+      return;
+    case tls::Connection::Step::kFailed:
+      handshakeFailed(tls_->failure());
+      return;
+    case tls::Connection::Step::kDone:
+      break;
+  }
+  handshaking_ = false;
+  // The handshake watched with the connect's deadline: both events afresh, without it (a
+  // persistent event would keep its timeout).
+  event_base* base = event_get_base(&read_ev_);
+  event_del(&read_ev_);
+  event_del(&write_ev_);
+  event_assign(&read_ev_, base, fd_, EV_READ | EV_PERSIST, &UpstreamConn::onEvent, this);
+  event_assign(&write_ev_, base, fd_, EV_WRITE | EV_PERSIST, &UpstreamConn::onEvent, this);
+  connected_ = true;
+  endPending();
+  stats::Cells* cells = pool_->cells_;
+  cells->add(cluster_stats_.tls.handshake);
+  if (tls_->sessionReused()) cells->add(cluster_stats_.tls.session_reused);
+  pool_->keepSession(this);
+  owner_->onUpstreamConnected(this);
+}
+
+void UpstreamConn::handshakeFailed(tls::HandshakeFailure failure) {
+  handshaking_ = false;
+  tls_failed_ = true;
+  // The session this handshake offered may be why it failed: the next one starts afresh.
+  pool_->dropSession(pool_->poolFor(pool_key_));
+  event_del(&read_ev_);
+  event_del(&write_ev_);
+  endPending();
+  stats::Cells* cells = pool_->cells_;
+  const bool timed_out = failure == tls::HandshakeFailure::kTimeout;
+  cells->add(cluster_stats_.cx_connect_fail);
+  if (timed_out) cells->add(cluster_stats_.cx_connect_timeout);
+  cells->add(cluster_stats_.tls.handshake_error[static_cast<int>(failure)]);
+  log::debug("TLS handshake with %s failed: %s", endpoint_.name,
+             tls::handshakeFailureName(failure));
+  errno = timed_out ? ETIMEDOUT : EPROTO;
+  owner_->onUpstreamConnectFailed(this, timed_out);
 }
 
 void UpstreamConn::onEvent(evutil_socket_t, short what, void* arg) {
@@ -52,6 +157,10 @@ void UpstreamConn::onEvent(evutil_socket_t, short what, void* arg) {
     return;
   }
   if (!conn->connected_) {
+    if (conn->handshaking_) {
+      conn->continueHandshake(what);
+      return;
+    }
     // The connect's outcome: writable (check SO_ERROR) or the connect timeout.
     int err = 0;
     socklen_t len = sizeof(err);
@@ -61,8 +170,8 @@ void UpstreamConn::onEvent(evutil_socket_t, short what, void* arg) {
     } else if (!timed_out && getsockopt(conn->fd_, SOL_SOCKET, SO_ERROR, &err, &len) < 0) {
       err = errno;
     }
-    conn->endPending();
     if (timed_out || err != 0) {
+      conn->endPending();
       conn->pool_->cells_->add(conn->cluster_stats_.cx_connect_fail);
       if (timed_out) conn->pool_->cells_->add(conn->cluster_stats_.cx_connect_timeout);
       conn->writing_ = false;
@@ -71,14 +180,30 @@ void UpstreamConn::onEvent(evutil_socket_t, short what, void* arg) {
       conn->owner_->onUpstreamConnectFailed(conn, timed_out);
       return;
     }
-    conn->connected_ = true;
     conn->writing_ = false;
     event_del(&conn->write_ev_);
     // Re-arm without the connect timeout (a persistent event would keep it).
     event_assign(&conn->write_ev_, event_get_base(&conn->write_ev_), conn->fd_,
                  EV_WRITE | EV_PERSIST, &UpstreamConn::onEvent, conn);
+    if (conn->tls_context_ != nullptr) {
+      conn->startHandshake();
+      return;
+    }
+    conn->connected_ = true;
+    conn->endPending();
     conn->owner_->onUpstreamConnected(conn);
     return;
+  }
+  if (conn->tls_ != nullptr) {
+    // A TLS read that waited for writability, or a write for readability, goes on.
+    if ((what & EV_WRITE) && conn->tls_->readWantsWrite()) {
+      conn->owner_->onUpstreamReadable(conn);
+      return;
+    }
+    if ((what & EV_READ) && conn->tls_->writeWantsRead()) {
+      conn->owner_->onUpstreamWritable(conn);
+      return;
+    }
   }
   if (what & EV_READ) {
     conn->owner_->onUpstreamReadable(conn);
@@ -95,7 +220,23 @@ ConnPool::ConnPool(event_base* base, stats::Cells* cells) : base_(base), cells_(
 
 ConnPool::~ConnPool() {
   drain();
+  for (EndpointPool& pool : pools_) dropSession(pool);
   event_free(sweep_);
+}
+
+void ConnPool::keepSession(UpstreamConn* conn) {
+  SSL_SESSION* session = conn->tls_->takeSession();
+  if (session == nullptr) return;
+  EndpointPool& pool = poolFor(conn->pool_key_);
+  dropSession(pool);
+  pool.session = session;
+  pool.session_context = conn->tls_context_id_;
+}
+
+void ConnPool::dropSession(EndpointPool& pool) {
+  if (pool.session != nullptr) SSL_SESSION_free(pool.session);
+  pool.session = nullptr;
+  pool.session_context = 0;
 }
 
 void ConnPool::onSweep(evutil_socket_t, short, void* arg) {
@@ -117,7 +258,10 @@ void ConnPool::retain(const std::vector<bool>& live) {
   live_ = live;
   retained_ = true;
   for (uint32_t key = 0; key < pools_.size(); ++key) {
-    if (key >= live_.size() || !live_[key]) drainEndpoint(key);
+    if (key >= live_.size() || !live_[key]) {
+      drainEndpoint(key);
+      dropSession(pools_[key]);
+    }
   }
 }
 
@@ -146,10 +290,17 @@ UpstreamConn* ConnPool::acquire(const Cluster& cluster, const Endpoint& endpoint
                                 UpstreamOwner* owner, bool* reused, Refusal* refusal) {
   *refusal = Refusal::kNone;
   EndpointPool& pool = poolFor(endpoint.pool_key);
-  if (!pool.idle.empty()) {
+  const uint64_t tls_id = cluster.tls() != nullptr ? cluster.tls()->id() : 0;
+  while (!pool.idle.empty()) {
     UpstreamConn* conn = pool.idle.back();
     pool.idle.pop_back();
     cells_->gaugeAdd(conn->cluster_stats_.cx_idle, -1);
+    if (conn->tls_context_id_ != tls_id) {
+      // Made under another TLS config of the cluster (other CAs, or none).
+      pool.busy++;
+      destroy(conn);
+      continue;
+    }
     // Reading stays enabled: the new owner wants the response, and nothing can fire between
     // here and its taking over (one thread). Toggling would cost two epoll_ctl calls.
     conn->owner_ = owner;
@@ -220,6 +371,11 @@ UpstreamConn* ConnPool::acquire(const Cluster& cluster, const Endpoint& endpoint
   // of events: acquire returns, then connected or failed.
   if (rc < 0 && errno != EINPROGRESS) conn->connect_error_ = errno;
   absl::Duration timeout = cluster.connectTimeout();
+  if (cluster.tls() != nullptr) {
+    conn->tls_context_ = cluster.tls();
+    conn->tls_context_id_ = tls_id;
+    conn->connect_deadline_ = absl::Now() + timeout;
+  }
   timeval tv = absl::ToTimeval(timeout);
   conn->writing_ = true;
   event_add(&conn->write_ev_, &tv);
@@ -227,6 +383,8 @@ UpstreamConn* ConnPool::acquire(const Cluster& cluster, const Endpoint& endpoint
 }
 
 void ConnPool::release(UpstreamConn* conn) {
+  // TLS 1.3 tickets arrive after the handshake, read with the response.
+  if (conn->tls_ != nullptr) keepSession(conn);
   EndpointPool& pool = poolFor(conn->pool_key_);
   pool.busy--;
   const bool live = live_.empty() || (conn->pool_key_ < live_.size() && live_[conn->pool_key_]);
@@ -254,6 +412,15 @@ void ConnPool::removeIdle(UpstreamConn* conn) {
 }
 
 void ConnPool::onIdleEvent(UpstreamConn* conn) {
+  if (conn->tls_ != nullptr) {
+    // A TLS server may send session tickets (or a key update) whenever it likes: a record
+    // without data leaves the connection usable.
+    const ssize_t n = conn->tls_->readInto(conn->in_);
+    if (n < 0 && errno == EAGAIN && !conn->tls_->readWantsWrite()) {
+      keepSession(conn);
+      return;
+    }
+  }
   cells_->add(conn->cluster_stats_.cx_destroy_idle);
   removeIdle(conn);
   poolFor(conn->pool_key_).busy++;  // destroy() counts a busy connection out
@@ -261,6 +428,7 @@ void ConnPool::onIdleEvent(UpstreamConn* conn) {
 }
 
 void ConnPool::destroy(UpstreamConn* conn) {
+  if (conn->tls_ != nullptr) keepSession(conn);
   poolFor(conn->pool_key_).busy--;
   event_del(&conn->read_ev_);
   event_del(&conn->write_ev_);

@@ -12,7 +12,9 @@
 #include <vector>
 
 #include "absl/time/time.h"
+#include "proxy/http/socket_io.h"
 #include "proxy/stats/store.h"
+#include "proxy/tls/connection.h"
 #include "proxy/upstream/cluster.h"
 
 namespace sluice::upstream {
@@ -23,10 +25,11 @@ class UpstreamConn;
 class UpstreamOwner {
  public:
   virtual ~UpstreamOwner() = default;
-  // The connection is established (called once, for new connections only).
+  // The connection is established, TLS handshake included (called once, for new connections
+  // only).
   virtual void onUpstreamConnected(UpstreamConn* conn) = 0;
-  // Connecting failed: refused, unreachable, or `timed_out`. The pool has counted it; the owner
-  // must destroy the connection.
+  // Connecting failed: refused, unreachable, the TLS handshake failed (tlsFailed()), or
+  // `timed_out`. The pool has counted it; the owner must destroy the connection.
   virtual void onUpstreamConnectFailed(UpstreamConn* conn, bool timed_out) = 0;
   virtual void onUpstreamReadable(UpstreamConn* conn) = 0;
   virtual void onUpstreamWritable(UpstreamConn* conn) = 0;
@@ -44,10 +47,14 @@ class UpstreamConn {
   const ClusterStats& clusterStats() const { return cluster_stats_; }
   // Requests this connection has carried before the current one.
   uint32_t uses() const { return uses_; }
+  // The TLS handshake failed (after onUpstreamConnectFailed).
+  bool tlsFailed() const { return tls_failed_; }
 
   // Watch for readability / writability (idempotent).
   void wantRead(bool on);
   void wantWrite(bool on);
+  // Reads what the connection has into in(), as http::readInto (TLS decrypted).
+  ssize_t read() { return tls_ == nullptr ? http::readInto(in_, fd_) : readTls(); }
   // Writes as much of out() as the socket takes; false on a write error (errno set).
   bool flush();
 
@@ -55,8 +62,17 @@ class UpstreamConn {
   friend class ConnPool;
   UpstreamConn() = default;
   static void onEvent(evutil_socket_t fd, short what, void* arg);
-  // The connect finished (either way): no longer pending.
+  // The connect (and handshake) finished, either way: no longer pending.
   void endPending();
+  ssize_t readTls();
+  // TLS reads may wait for writability and writes for readability: the events watched are
+  // what reading_ and writing_ ask for, turned around where TLS needs it.
+  void syncTlsEvents();
+  void startHandshake();
+  void continueHandshake(short what);
+  void handshakeFailed(tls::HandshakeFailure failure);
+  // Watches `ev` (the other event not) until the connect timeout's deadline.
+  void watchUntilDeadline(event* ev, event* other);
 
   ConnPool* pool_ = nullptr;
   UpstreamOwner* owner_ = nullptr;  // null while idle
@@ -79,6 +95,16 @@ class UpstreamConn {
   // counted) and pending requests (while connecting).
   ClusterCounters* cx_counters_ = nullptr;
   ClusterCounters* pending_counters_ = nullptr;
+  // Upstream TLS: the cluster's context until the handshake starts (kept alive by the
+  // connection after), then the connection.
+  std::shared_ptr<const tls::ClientContext> tls_context_;
+  uint64_t tls_context_id_ = 0;  // 0: plain; pooled connections serve only their own context
+  std::unique_ptr<tls::Connection> tls_;
+  absl::Time connect_deadline_;  // TCP connect and handshake together
+  bool handshaking_ = false;
+  bool tls_failed_ = false;
+  bool read_armed_ = false;  // TLS only: what is actually watched
+  bool write_armed_ = false;
 };
 
 class ConnPool {
@@ -123,11 +149,18 @@ class ConnPool {
   struct EndpointPool {
     std::vector<UpstreamConn*> idle;  // most recently used last
     uint32_t busy = 0;
+    // The newest TLS session an endpoint's server gave, offered by the next new connection
+    // made with the same context.
+    SSL_SESSION* session = nullptr;
+    uint64_t session_context = 0;
   };
   EndpointPool& poolFor(uint32_t key);
   void onIdleEvent(UpstreamConn* conn);
   static void onSweep(evutil_socket_t fd, short what, void* arg);
   void removeIdle(UpstreamConn* conn);
+  // Keeps the session `conn`'s server issued, if any, for its endpoint (TLS connections only).
+  void keepSession(UpstreamConn* conn);
+  void dropSession(EndpointPool& pool);
   friend class UpstreamConn;
 
   event_base* base_;

@@ -9,6 +9,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "common/log/log.h"
+#include "proxy/tls/connection.h"
 
 namespace sluice::upstream {
 namespace v1 = config::v1;
@@ -44,6 +45,7 @@ struct HealthChecker::Host {
   std::string key;
   sockaddr_storage addr{};
   socklen_t addr_len = 0;
+  std::string name;  // Target::host
   Verdict verdict = Verdict::kPending;
   uint32_t successes = 0;                 // consecutive
   uint32_t failures = 0;                  // consecutive
@@ -52,6 +54,8 @@ struct HealthChecker::Host {
   int fd = -1;                            // >= 0 while a check is under way
   std::shared_ptr<const Compiled> check;  // the config the check under way started with
   bool connected = false;
+  std::unique_ptr<tls::Connection> tls;  // the check's TLS, once connected (TLS clusters)
+  bool handshaking = false;
   size_t sent = 0;
   std::string received;
 };
@@ -152,6 +156,7 @@ void HealthChecker::setTargets(std::vector<Target> targets) {
     if (old != hosts_.end()) {
       old->second->addr = t.addr;
       old->second->addr_len = t.addr_len;
+      old->second->name = t.host;
       next.emplace(t.key, std::move(old->second));
       hosts_.erase(old);
       continue;
@@ -161,6 +166,7 @@ void HealthChecker::setTargets(std::vector<Target> targets) {
     host->key = t.key;
     host->addr = t.addr;
     host->addr_len = t.addr_len;
+    host->name = t.host;
     host->timer = evtimer_new(base_, &HealthChecker::onTimer, host.get());
     const timeval now = {0, 0};
     evtimer_add(host->timer, &now);
@@ -240,24 +246,62 @@ void HealthChecker::onIo(evutil_socket_t, short, void* arg) {
       return;
     }
     host->connected = true;
-    if (host->check->config.kind == HealthCheckConfig::Kind::kTcp) {
+    if (host->check->config.tls != nullptr) {
+      host->tls = host->check->config.tls->connect(host->fd, host->name, nullptr);
+      if (host->tls == nullptr) {
+        self->fail(host, HealthCheckFailure::kConnect, "cannot start TLS");
+        return;
+      }
+      host->handshaking = true;
+    } else if (host->check->config.kind == HealthCheckConfig::Kind::kTcp) {
       self->succeed(host);
       return;
     }
   }
-  if (host->sent < host->check->request.size()) {
+  if (host->handshaking) {
+    self->handshake(host);
+  } else if (host->sent < host->check->request.size()) {
     self->sendRequest(host);
   } else {
     self->readResponse(host);
   }
 }
 
+void HealthChecker::handshake(Host* host) {
+  switch (host->tls->handshake()) {
+    case tls::Connection::Step::kWantRead:
+      watch(host, EV_READ);
+      return;
+    case tls::Connection::Step::kWantWrite:
+      watch(host, EV_WRITE);
+      return;
+    case tls::Connection::Step::kFailed:
+      fail(host, HealthCheckFailure::kConnect,
+           absl::StrCat("TLS handshake: ", tls::handshakeFailureName(host->tls->failure())));
+      return;
+    case tls::Connection::Step::kDone:
+      host->handshaking = false;
+      if (host->check->config.kind == HealthCheckConfig::Kind::kTcp) {
+        succeed(host);
+      } else {
+        watch(host, EV_WRITE);
+      }
+      return;
+  }
+}
+
 void HealthChecker::sendRequest(Host* host) {
   const std::string& request = host->check->request;
-  ssize_t n =
-      send(host->fd, request.data() + host->sent, request.size() - host->sent, MSG_NOSIGNAL);
+  const char* data = request.data() + host->sent;
+  const size_t size = request.size() - host->sent;
+  ssize_t n = host->tls != nullptr ? host->tls->write(data, size)
+                                   : send(host->fd, data, size, MSG_NOSIGNAL);
   if (n < 0) {
-    if (errno == EAGAIN || errno == EINTR) return;
+    if (errno == EAGAIN || errno == EINTR) {
+      // A TLS write may first need to read (and the socket stays writable meanwhile).
+      if (host->tls != nullptr) watch(host, host->tls->writeWantsRead() ? EV_READ : EV_WRITE);
+      return;
+    }
     fail(host, HealthCheckFailure::kConnect, absl::StrCat("send: ", std::strerror(errno)));
     return;
   }
@@ -267,9 +311,13 @@ void HealthChecker::sendRequest(Host* host) {
 
 void HealthChecker::readResponse(Host* host) {
   char buf[kMaxStatusLine];
-  ssize_t n = recv(host->fd, buf, kMaxStatusLine - host->received.size(), 0);
+  const size_t room = kMaxStatusLine - host->received.size();
+  ssize_t n = host->tls != nullptr ? host->tls->read(buf, room) : recv(host->fd, buf, room, 0);
   if (n < 0) {
-    if (errno == EAGAIN || errno == EINTR) return;
+    if (errno == EAGAIN || errno == EINTR) {
+      if (host->tls != nullptr) watch(host, host->tls->readWantsWrite() ? EV_WRITE : EV_READ);
+      return;
+    }
     fail(host, HealthCheckFailure::kConnect, absl::StrCat("recv: ", std::strerror(errno)));
     return;
   }
@@ -304,6 +352,8 @@ void HealthChecker::endCheck(Host* host) {
     event_free(host->io);
     host->io = nullptr;
   }
+  host->tls.reset();
+  host->handshaking = false;
   if (host->fd >= 0) {
     // The rest of the response is not read: closing with it unread resets the connection,
     // which also spares this side a TIME_WAIT per check (as HAProxy's checks do).

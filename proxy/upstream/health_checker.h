@@ -19,6 +19,7 @@
 #include "absl/random/random.h"
 #include "absl/time/time.h"
 #include "proxy/stats/store.h"
+#include "proxy/tls/context.h"
 #include "sluice/config/v1/cluster.pb.h"
 
 namespace sluice::upstream {
@@ -41,6 +42,9 @@ struct HealthCheckConfig {
   std::string path = "/";
   std::string host;
   std::vector<StatusRange> expected_statuses = {{200, 299}};
+  // The cluster's upstream TLS: checks connect with it (a TCP check then passes once the
+  // handshake does). Null: plain.
+  std::shared_ptr<const tls::ClientContext> tls;
 };
 
 // The config with the defaults documented in cluster.proto filled in; the Host header defaults
@@ -75,6 +79,7 @@ class HealthChecker {
     std::string key;  // identity across setTargets calls, e.g. "127.0.0.1:8080"
     sockaddr_storage addr;
     socklen_t addr_len;
+    std::string host;  // the DNS name it was resolved from, if any: TLS's default SNI
   };
 
   // `cells` are the main thread's. `on_change` runs from the loop, after one or more targets'
@@ -108,6 +113,7 @@ class HealthChecker {
   static void onNotify(evutil_socket_t fd, short what, void* arg);
   void startCheck(Host* host);
   void watch(Host* host, short what);
+  void handshake(Host* host);
   void sendRequest(Host* host);
   void readResponse(Host* host);
   void succeed(Host* host);

@@ -23,6 +23,7 @@
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 #include "test/common/loopback.h"
+#include "test/common/test_pki.h"
 #include "test/integration/echo.h"
 #include "test/integration/http_client.h"
 #include "test/integration/process.h"
@@ -106,8 +107,10 @@ class AuthTest : public ::testing::Test {
 
   // Starts an echo upstream and sluice on `routes` (the route configuration "main"'s virtual
   // hosts and providers), with the consumers below, a cluster "echo", and a listener with
-  // `listener_extra` YAML lines.
-  void startProxy(const std::string& routes, const std::string& listener_extra = "") {
+  // `listener_extra` YAML lines; `resources`: more YAML documents ({listen} and {jwks} are
+  // filled in there too).
+  void startProxy(const std::string& routes, const std::string& listener_extra = "",
+                  const std::string& resources = "") {
     echo_ = std::make_unique<Echo>("echo");
     ASSERT_TRUE(echo_->start()) << echo_->log();
     port_ = freePort();
@@ -155,7 +158,7 @@ address: 127.0.0.1
 port: {listen}
 route_config: main
 )",
-                     listener_extra);
+                     listener_extra, resources.empty() ? "" : "\n---\n", resources);
     const std::string dir = makeTempDir("auth-config");
     writeFile(dir + "/config.yaml",
               absl::StrReplaceAll(config, {{"{echo}", absl::StrCat(echo_->port())},
@@ -329,6 +332,117 @@ virtual_hosts:
     return get("/orders", absl::StrCat("Authorization: Bearer ", token, "\r\n")).status == 200;
   }));
   EXPECT_GE(metric("sluice_jwks_fetch_total"), 1);
+}
+
+// Regression: a token whose issuer no provider accepts was admitted unauthenticated on a route
+// allowing anonymous requests when the last provider found no token of its own.
+TEST_F(AuthTest, AJwtNoProviderAcceptsIsRefusedNotTakenAsAnonymous) {
+  ASSERT_NO_FATAL_FAILURE(startProxy(R"(
+jwt_providers:
+  - {name: idp, issuer: https://idp.test, local_jwks: {inline_string: "{jwks}"}}
+  - name: partner
+    issuer: https://partner.test
+    local_jwks: {inline_string: "{jwks}"}
+    from_headers: [x-partner-token]
+virtual_hosts:
+  - name: default
+    domains: ["*"]
+    routes:
+      - match: {prefix: /}
+        route: {cluster: echo}
+        access: {authentication: {jwt_providers: [idp, partner], allow_anonymous: true}}
+)"));
+  auto claims = [](absl::string_view issuer) {
+    return absl::StrCat("\"iss\":\"", issuer,
+                        "\",\"sub\":\"user-7\",\"exp\":", absl::ToUnixSeconds(absl::Now()) + 300);
+  };
+  // Each provider's own token, where it looks for it: the same key set, other issuers.
+  HttpResponse r = get(
+      "/a", absl::StrCat("Authorization: Bearer ", hs256Token(claims("https://idp.test")), "\r\n"));
+  EXPECT_EQ(r.status, 200);
+  EXPECT_EQ(echoed(r.body, "x-sluice-consumer"), "alice");
+  r = get("/a",
+          absl::StrCat("x-partner-token: ", hs256Token(claims("https://partner.test")), "\r\n"));
+  EXPECT_EQ(r.status, 200);
+  // No credential at all: anonymous, as configured.
+  r = get("/a");
+  EXPECT_EQ(r.status, 200);
+  EXPECT_EQ(echoed(r.body, "x-sluice-consumer"), "");
+  const int upstream_before = echo_->requests();
+  // A token signed with the right key but issued by nobody configured, and the partner's token
+  // where only idp reads: refused, never anonymous.
+  for (const std::string& issuer :
+       {std::string("https://evil.test"), std::string("https://partner.test")}) {
+    SCOPED_TRACE(issuer);
+    r = get("/a", absl::StrCat("Authorization: Bearer ", hs256Token(claims(issuer)), "\r\n"));
+    EXPECT_EQ(r.status, 401);
+  }
+  EXPECT_EQ(echo_->requests(), upstream_before);
+  EXPECT_EQ(metric("sluice_auth_failure_total", "method=\"jwt\",reason=\"wrong_issuer\""), 2);
+}
+
+TEST_F(AuthTest, RemoteJwksOverHttpsVerifiesTheServer) {
+  auto pki = makeTestPki(makeTempDir("auth-pki"));
+  ASSERT_TRUE(pki.ok()) << pki.status();
+  // The key set is served by the proxy's own TLS listener ("a.test"'s certificate), fetched
+  // through a cluster that trusts the test CA, and through one that trusts another CA.
+  const int tls_port = freePort();
+  const std::string resources = absl::StrReplaceAll(
+      R"(kind: Listener
+name: secure
+address: 127.0.0.1
+port: {tls}
+route_config: main
+tls:
+  certificates: [{certificate_chain: {filename: "{pki}/a.pem"}, private_key: {filename: "{pki}/a.key"}}]
+---
+kind: Cluster
+name: idp-tls
+endpoints: [{address: 127.0.0.1, port: {tls}}]
+tls: {validation: {trusted_ca: {filename: "{pki}/ca.pem"}}}
+---
+kind: Cluster
+name: impostor
+endpoints: [{address: 127.0.0.1, port: {tls}}]
+tls: {validation: {trusted_ca: {filename: "{pki}/other-ca.pem"}}}
+)",
+      {{"{tls}", absl::StrCat(tls_port)}, {"{pki}", pki->dir}});
+  ASSERT_NO_FATAL_FAILURE(startProxy(R"(
+jwt_providers:
+  - name: idp
+    issuer: https://idp.test
+    remote_jwks: {uri: "https://a.test/jwks.json", cluster: idp-tls, refresh_interval: 60s}
+  - name: spoofed
+    issuer: https://spoofed.test
+    remote_jwks: {uri: "https://a.test/jwks.json", cluster: impostor, refresh_interval: 60s}
+virtual_hosts:
+  - name: default
+    domains: ["*"]
+    routes:
+      - match: {path: /jwks.json}
+        direct_response: {status: 200, body: "{jwks}"}
+      - match: {prefix: /spoofed}
+        route: {cluster: echo}
+        access: {authentication: {jwt_providers: [spoofed]}}
+      - match: {prefix: /}
+        route: {cluster: echo}
+        access: {authentication: {jwt_providers: [idp]}}
+)",
+                                     "", resources));
+  const std::string token = hs256Token(claimsValidFor(absl::Minutes(5)));
+  EXPECT_TRUE(waitFor(absl::Seconds(10), [&] {
+    return get("/orders", absl::StrCat("Authorization: Bearer ", token, "\r\n")).status == 200;
+  }));
+  EXPECT_GE(metric("sluice_jwks_fetch_total"), 1);
+  // The server's certificate does not chain to the impostor cluster's CA: no keys, and tokens
+  // for that provider are refused.
+  EXPECT_TRUE(
+      waitFor(absl::Seconds(10), [&] { return metric("sluice_jwks_fetch_failed_total") >= 1; }));
+  const std::string spoofed = hs256Token(absl::StrCat("\"iss\":\"https://spoofed.test\",\"exp\":",
+                                                      absl::ToUnixSeconds(absl::Now()) + 300));
+  EXPECT_EQ(get("/spoofed", absl::StrCat("Authorization: Bearer ", spoofed, "\r\n")).status, 401);
+  EXPECT_GE(metric("sluice_auth_failure_total", "reason=\"keys_unavailable\""), 1);
+  EXPECT_THAT(sluice_->log(), HasSubstr("fetch failed"));
 }
 
 TEST_F(AuthTest, BasicCredentials) {

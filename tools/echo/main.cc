@@ -20,6 +20,10 @@ ABSL_FLAG(std::string, body, "", "A fixed response body instead of the echo of t
 ABSL_FLAG(absl::Duration, delay, absl::ZeroDuration(),
           "Delay before each response unless x-echo-delay-ms says otherwise, e.g. 250ms.");
 ABSL_FLAG(int, threads, 1, "Event loops, each with its own SO_REUSEPORT socket (1..64).");
+ABSL_FLAG(std::string, tls_cert, "", "Serve HTTPS with this PEM certificate chain file.");
+ABSL_FLAG(std::string, tls_key, "", "The PEM private key file of --tls-cert.");
+ABSL_FLAG(std::string, tls_client_ca, "",
+          "Require client certificates signed by this PEM CA file (with --tls-cert).");
 
 namespace sluice::echo {
 namespace {
@@ -34,7 +38,8 @@ int run(int argc, char** argv) {
       argc, argv,
       "an HTTP/1.1 upstream that echoes requests, for demos and tests.\n"
       "usage: sluice-echo --listen 127.0.0.1:8081 [--name NAME] [--status 200] [--body TEXT]\n"
-      "                   [--delay 0ms] [--threads 1]");
+      "                   [--delay 0ms] [--threads 1] [--tls-cert F --tls-key F "
+      "[--tls-client-ca F]]");
   log::setComponent("sluice-echo");
   if (!args.empty()) return fail(absl::StrCat("unexpected argument '", args[0], "'"));
   Options options;
@@ -44,10 +49,19 @@ int run(int argc, char** argv) {
   options.body = absl::GetFlag(FLAGS_body);
   options.delay = absl::GetFlag(FLAGS_delay);
   options.threads = absl::GetFlag(FLAGS_threads);
+  options.tls_cert = absl::GetFlag(FLAGS_tls_cert);
+  options.tls_key = absl::GetFlag(FLAGS_tls_key);
+  options.tls_client_ca = absl::GetFlag(FLAGS_tls_client_ca);
   if (options.listen.empty()) return fail("--listen is required");
   if (options.status < 200 || options.status > 599) return fail("--status must be 200..599");
   if (options.delay < absl::ZeroDuration()) return fail("--delay must not be negative");
   if (options.threads < 1 || options.threads > 64) return fail("--threads must be 1..64");
+  if (options.tls_cert.empty() != options.tls_key.empty()) {
+    return fail("--tls-cert and --tls-key go together");
+  }
+  if (!options.tls_client_ca.empty() && options.tls_cert.empty()) {
+    return fail("--tls-client-ca needs --tls-cert");
+  }
 
   // Signals are taken by sigwait below; block them before any thread starts.
   sigset_t signals;

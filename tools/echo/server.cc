@@ -3,6 +3,7 @@
 #include <arpa/inet.h>
 #include <event2/buffer.h>
 #include <event2/bufferevent.h>
+#include <event2/bufferevent_ssl.h>
 #include <event2/event.h>
 #include <event2/http.h>
 // For the request's HTTP version, which 2.1 has no accessor for.
@@ -11,7 +12,10 @@
 #include <event2/thread.h>
 #include <event2/util.h>
 #include <netinet/in.h>
+#include <openssl/err.h>
 #include <openssl/evp.h>
+#include <openssl/ssl.h>
+#include <openssl/x509.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
@@ -247,8 +251,8 @@ std::string formatAddress(const sockaddr_storage& addr) {
 // loop's thread.
 class Worker {
  public:
-  Worker(const Options& options, std::string name, Stats* stats)
-      : options_(options), name_(std::move(name)), stats_(stats) {}
+  Worker(const Options& options, std::string name, Stats* stats, SSL_CTX* ssl_ctx)
+      : options_(options), name_(std::move(name)), stats_(stats), ssl_ctx_(ssl_ctx) {}
   ~Worker();
   Worker(const Worker&) = delete;
   Worker& operator=(const Worker&) = delete;
@@ -300,6 +304,7 @@ class Worker {
   const Options options_;
   const std::string name_;
   Stats* const stats_;
+  SSL_CTX* const ssl_ctx_;  // null: plain HTTP
   event_base* base_ = nullptr;
   evhttp* http_ = nullptr;
   event* adopt_ = nullptr;
@@ -346,7 +351,15 @@ absl::Status Worker::init(int listen_fd) {
 // there; activated now, it runs after this accept callback and before any I/O on the connection.
 bufferevent* Worker::onAccept(event_base* base, void* arg) {
   auto* self = static_cast<Worker*>(arg);
-  bufferevent* bev = bufferevent_socket_new(base, -1, 0);
+  bufferevent* bev = nullptr;
+  if (self->ssl_ctx_ == nullptr) {
+    bev = bufferevent_socket_new(base, -1, 0);
+  } else {
+    bev = bufferevent_openssl_socket_new(base, -1, SSL_new(self->ssl_ctx_),
+                                         BUFFEREVENT_SSL_ACCEPTING, BEV_OPT_CLOSE_ON_FREE);
+    // Clients that close without close_notify are common; evhttp sees an EOF either way.
+    if (bev != nullptr) bufferevent_openssl_set_allow_dirty_shutdown(bev, 1);
+  }
   if (bev != nullptr) {
     self->accepted_.push_back(bev);
     event_active(self->adopt_, 0, 0);
@@ -407,6 +420,17 @@ void Worker::handle(evhttp_request* req) {
   Connection* conn = it->second.get();
   evkeyvalq* out = evhttp_request_get_output_headers(req);
   evhttp_add_header(out, "x-echo-name", name_.c_str());
+  if (!options_.tls_client_ca.empty()) {
+    SSL* ssl = bufferevent_openssl_get_ssl(
+        evhttp_connection_get_bufferevent(evhttp_request_get_connection(req)));
+    X509* peer = ssl != nullptr ? SSL_get_peer_certificate(ssl) : nullptr;
+    if (peer != nullptr) {
+      char subject[512];
+      X509_NAME_oneline(X509_get_subject_name(peer), subject, sizeof(subject));
+      evhttp_add_header(out, "x-echo-client-subject", subject);
+      X509_free(peer);
+    }
+  }
   absl::StatusOr<Controls> controls =
       parseControls(evhttp_request_get_input_headers(req), options_);
   if (!controls.ok()) {
@@ -502,9 +526,43 @@ void Worker::onPieceWritten(evhttp_connection*, void* arg) {
   if (conn->reply != nullptr && conn->reply->stream) conn->worker->sendPiece(conn);
 }
 
+// The HTTPS context of --tls-cert, --tls-key and --tls-client-ca.
+absl::StatusOr<SSL_CTX*> makeSslContext(const Options& options) {
+  SSL_CTX* ctx = SSL_CTX_new(TLS_server_method());
+  if (ctx == nullptr) return absl::InternalError("cannot create an SSL_CTX");
+  auto fail = [ctx](const std::string& what) {
+    SSL_CTX_free(ctx);
+    ERR_clear_error();
+    return absl::InvalidArgumentError(what);
+  };
+  if (SSL_CTX_use_certificate_chain_file(ctx, options.tls_cert.c_str()) != 1) {
+    return fail(absl::StrCat("--tls-cert '", options.tls_cert, "': not a PEM certificate file"));
+  }
+  if (SSL_CTX_use_PrivateKey_file(ctx, options.tls_key.c_str(), SSL_FILETYPE_PEM) != 1 ||
+      SSL_CTX_check_private_key(ctx) != 1) {
+    return fail(absl::StrCat("--tls-key '", options.tls_key, "': not the certificate's key"));
+  }
+  if (!options.tls_client_ca.empty()) {
+    if (SSL_CTX_load_verify_locations(ctx, options.tls_client_ca.c_str(), nullptr) != 1) {
+      return fail(absl::StrCat("--tls-client-ca '", options.tls_client_ca, "': not a PEM file"));
+    }
+    SSL_CTX_set_verify(ctx, SSL_VERIFY_PEER | SSL_VERIFY_FAIL_IF_NO_PEER_CERT, nullptr);
+    // Without one, OpenSSL fails every resumed handshake that verifies the client.
+    static constexpr unsigned char kSessionContext[] = "sluice-echo";
+    SSL_CTX_set_session_id_context(ctx, kSessionContext, sizeof(kSessionContext) - 1);
+  }
+  return ctx;
+}
+
 absl::StatusOr<std::unique_ptr<Server>> Server::start(const Options& options) {
   static std::once_flag threads_once;
   std::call_once(threads_once, [] { evthread_use_pthreads(); });
+  SSL_CTX* ssl_ctx = nullptr;
+  if (!options.tls_cert.empty()) {
+    absl::StatusOr<SSL_CTX*> ctx = makeSslContext(options);
+    if (!ctx.ok()) return ctx.status();
+    ssl_ctx = *ctx;
+  }
 
   sockaddr_storage addr{};
   socklen_t len = 0;
@@ -531,10 +589,11 @@ absl::StatusOr<std::unique_ptr<Server>> Server::start(const Options& options) {
   }
 
   auto server = absl::WrapUnique(new Server());
+  server->ssl_ctx_ = ssl_ctx;
   server->address_ = formatAddress(addr);
   std::string name = options.name.empty() ? server->address_ : options.name;
   for (size_t i = 0; i < fds.size(); ++i) {
-    auto worker = std::make_unique<Worker>(options, name, &server->stats_);
+    auto worker = std::make_unique<Worker>(options, name, &server->stats_, ssl_ctx);
     absl::Status status = worker->init(fds[i]);
     if (!status.ok()) {
       for (size_t j = i + 1; j < fds.size(); ++j) close(fds[j]);
@@ -548,7 +607,10 @@ absl::StatusOr<std::unique_ptr<Server>> Server::start(const Options& options) {
   return server;
 }
 
-Server::~Server() { stop(); }
+Server::~Server() {
+  stop();
+  if (ssl_ctx_ != nullptr) SSL_CTX_free(ssl_ctx_);
+}
 
 void Server::stop() {
   for (auto& worker : workers_) worker->stop();

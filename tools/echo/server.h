@@ -10,6 +10,8 @@
 #include "absl/status/statusor.h"
 #include "absl/time/time.h"
 
+typedef struct ssl_ctx_st SSL_CTX;
+
 // sluice-echo: the demo and test upstream, an HTTP/1.1 server on libevent's evhttp.
 //
 // Every request except GET /__stats is answered, by default, with status 200,
@@ -26,6 +28,8 @@
 // Every line ends with "\n" (no "\r"). Request headers steer the response (see README.md):
 // x-echo-status, x-echo-delay-ms, x-echo-body-size, x-echo-chunked, x-echo-close, x-echo-header.
 // GET /__stats answers {"requests": N, "connections_accepted": N, "connections_open": N}.
+// With a certificate it serves HTTPS instead (an upstream for TLS tests); with a client CA it
+// requires client certificates and names the client's in x-echo-client-subject.
 namespace sluice::echo {
 
 struct Options {
@@ -35,6 +39,9 @@ struct Options {
   std::string body;  // a fixed response body instead of the echo; empty: echo
   absl::Duration delay;
   int threads = 1;
+  std::string tls_cert;       // PEM certificate chain file: serve HTTPS
+  std::string tls_key;        // its PEM private key file
+  std::string tls_client_ca;  // PEM CA file: require client certificates it signed
 };
 
 // Counters shared by every worker; /__stats reports them.
@@ -64,6 +71,7 @@ class Server {
 
   std::string address_;
   Stats stats_;
+  SSL_CTX* ssl_ctx_ = nullptr;  // HTTPS; shared by the workers
   std::vector<std::unique_ptr<Worker>> workers_;
   std::vector<std::thread> threads_;
 };

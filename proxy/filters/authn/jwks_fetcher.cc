@@ -1,7 +1,10 @@
 #include "proxy/filters/authn/jwks_fetcher.h"
 
 #include <event2/buffer.h>
+#include <event2/bufferevent.h>
+#include <event2/bufferevent_ssl.h>
 #include <event2/http.h>
+#include <openssl/ssl.h>
 
 #include <algorithm>
 
@@ -19,19 +22,21 @@ constexpr absl::Duration kMaxRetry = absl::Minutes(1);
 struct Url {
   std::string host;  // for the Host header
   std::string path;  // with the query
+  bool https = false;
 };
 
 std::optional<Url> parseUrl(const std::string& uri) {
   std::string_view rest = uri;
+  Url url;
   if (rest.substr(0, 7) == "http://") {
     rest.remove_prefix(7);
   } else if (rest.substr(0, 8) == "https://") {
     rest.remove_prefix(8);
+    url.https = true;
   } else {
     return std::nullopt;
   }
   size_t slash = rest.find('/');
-  Url url;
   url.host = std::string(rest.substr(0, slash));
   url.path = slash == std::string_view::npos ? "/" : std::string(rest.substr(slash));
   if (url.host.empty()) return std::nullopt;
@@ -110,15 +115,54 @@ void JwksFetcher::start(Source* source) {
     source->conn = nullptr;
   }
   std::optional<Url> url = parseUrl(source->config.uri);
-  std::optional<std::string> endpoint = resolve_(source->config.cluster);
+  std::optional<JwksTarget> target = resolve_(source->config.cluster);
   std::string host;
   uint16_t port = 0;
-  if (!url.has_value() || !endpoint.has_value() || !splitAddress(*endpoint, &host, &port)) {
+  if (!url.has_value() || !target.has_value() || !splitAddress(target->address, &host, &port)) {
     finish(source, std::nullopt,
            absl::StrCat("cluster '", source->config.cluster, "' has no endpoint to fetch from"));
     return;
   }
-  source->conn = evhttp_connection_base_new(base_, nullptr, host.c_str(), port);
+  if (url->https != (target->tls != nullptr)) {
+    // The validator keeps them in step; a cluster changed under a provider still must not
+    // send an https:// request in the clear.
+    finish(source, std::nullopt,
+           url->https ? "the URL is https:// and the cluster has no tls"
+                      : "the URL is http:// and the cluster connects with tls");
+    return;
+  }
+  if (target->tls != nullptr) {
+    std::string_view name = target->host;
+    if (name.empty()) {
+      // The URL's host without its port (an IPv6 literal without its brackets).
+      name = url->host;
+      const size_t bracket = name.rfind(']');
+      const size_t colon = name.rfind(':');
+      if (colon != std::string_view::npos &&
+          (bracket == std::string_view::npos || colon > bracket)) {
+        name = name.substr(0, colon);
+      }
+      if (name.size() >= 2 && name.front() == '[' && name.back() == ']') {
+        name = name.substr(1, name.size() - 2);
+      }
+    }
+    SSL* ssl = target->tls->newSsl(name);
+    bufferevent* bev = ssl == nullptr
+                           ? nullptr
+                           : bufferevent_openssl_socket_new(
+                                 base_, -1, ssl, BUFFEREVENT_SSL_CONNECTING, BEV_OPT_CLOSE_ON_FREE);
+    if (bev == nullptr) {
+      if (ssl != nullptr) SSL_free(ssl);
+      finish(source, std::nullopt, "cannot create a TLS connection");
+      return;
+    }
+    // Servers often close without close_notify after the response; the body is already
+    // complete then (Content-Length or chunked), so that is not an error.
+    bufferevent_openssl_set_allow_dirty_shutdown(bev, 1);
+    source->conn = evhttp_connection_base_bufferevent_new(base_, nullptr, bev, host.c_str(), port);
+  } else {
+    source->conn = evhttp_connection_base_new(base_, nullptr, host.c_str(), port);
+  }
   if (source->conn == nullptr) {
     finish(source, std::nullopt, "cannot create a connection");
     return;

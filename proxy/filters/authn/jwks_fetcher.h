@@ -4,6 +4,9 @@
 // provider first appears, then every refresh_interval; a failed fetch (connect error, timeout,
 // non-200, a document without a usable key) keeps the last keys and is retried after a
 // shorter backoff. New keys are handed to `publish`, which puts them in a new generation.
+// An https:// document is fetched over TLS with the cluster's context: the server's certificate
+// is verified against the cluster's CA and its name (the cluster's sni, else the endpoint's DNS
+// name, else the URL's host).
 #include <event2/event.h>
 
 #include <functional>
@@ -16,6 +19,7 @@
 #include "absl/time/time.h"
 #include "proxy/filters/jwt_authn/jwks.h"
 #include "proxy/stats/store.h"
+#include "proxy/tls/context.h"
 
 struct evhttp_connection;
 struct evhttp_request;
@@ -30,10 +34,17 @@ struct JwksSource {
   absl::Duration timeout = absl::Seconds(5);
 };
 
+// Where a cluster's document is fetched from.
+struct JwksTarget {
+  std::string address;  // "127.0.0.1:8080" or "[::1]:8080"
+  std::string host;     // the endpoint's DNS name, if it was resolved from one
+  std::shared_ptr<const tls::ClientContext> tls;  // the cluster's, if it has tls
+};
+
 class JwksFetcher {
  public:
-  // The address ("127.0.0.1:8080" or "[::1]:8080") of an endpoint of `cluster` to fetch from.
-  using Resolve = std::function<std::optional<std::string>(const std::string& cluster)>;
+  // An endpoint of `cluster` to fetch from.
+  using Resolve = std::function<std::optional<JwksTarget>(const std::string& cluster)>;
   using Publish =
       std::function<void(const std::string& key, std::shared_ptr<const jwt_authn::KeySet> keys)>;
 

@@ -72,11 +72,10 @@ absl::StatusOr<Policy> compilePolicy(const config::v1::Rbac& config) {
       }
       r.claims.push_back(std::move(c));
     }
-    // The client certificate's names: the connection lists its subjectAltNames and its subject.
     for (const auto& cert : rc.client_certificates()) {
       auto m = matcher(cert);
       if (!m.ok()) return fail(m.status());
-      r.cert_sans.push_back(*std::move(m));
+      r.cert_names.push_back(*std::move(m));
     }
     r.methods.assign(rc.methods().begin(), rc.methods().end());
     for (const auto& p : rc.paths()) {
@@ -116,6 +115,7 @@ http::FilterStatus RouteFilter::onRequest(http::AccessContext& ctx, http::LocalR
       .consumer = ctx.consumer != nullptr ? &ctx.consumer->name : nullptr,
       .groups = ctx.consumer != nullptr ? &ctx.consumer->groups : nullptr,
       .claims = claims.has_value() ? &*claims : nullptr,
+      .cert_subject = ctx.cert_verified ? ctx.cert_subject : std::string_view(),
       .cert_sans = ctx.cert_verified ? ctx.cert_sans : nullptr,
       .method = ctx.head->method,
       .path = ctx.head->path,

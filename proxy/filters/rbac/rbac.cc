@@ -76,13 +76,11 @@ bool matches(const Rule& rule, const Subject& subject) {
       })) {
     return false;
   }
-  if (!rule.cert_subjects.empty() &&
-      (subject.cert_subject.empty() || !anyMatches(rule.cert_subjects, subject.cert_subject))) {
-    return false;
-  }
-  if (!rule.cert_sans.empty() && !anyValue(subject.cert_sans, [&](const std::string& san) {
-        return anyMatches(rule.cert_sans, san);
-      })) {
+  // No certificate is not a certificate with an empty subject.
+  if (!rule.cert_names.empty() &&
+      !(!subject.cert_subject.empty() && anyMatches(rule.cert_names, subject.cert_subject)) &&
+      !anyValue(subject.cert_sans,
+                [&](const std::string& san) { return anyMatches(rule.cert_names, san); })) {
     return false;
   }
   for (const ClaimCondition& claim : rule.claims) {

@@ -63,15 +63,15 @@ struct ClaimCondition {
 struct Rule {
   std::string name;
   Action action = Action::kDeny;
-  std::vector<std::string> consumers;        // any of, exact
-  std::vector<std::string> groups;           // any of the consumer's groups, exact
-  std::vector<ClaimCondition> claims;        // all of
-  std::vector<StringMatcher> cert_subjects;  // any of, the client certificate's subject
-  std::vector<StringMatcher> cert_sans;      // any of, matching any of its SANs
-  std::vector<std::string> methods;          // any of, exact ("GET")
-  std::vector<StringMatcher> paths;          // any of, the normalized path without the query
-  ip_filter::CidrSet source_ips;             // the client address
-  std::optional<bool> authenticated;         // whether some authentication filter succeeded
+  std::vector<std::string> consumers;  // any of, exact
+  std::vector<std::string> groups;     // any of the consumer's groups, exact
+  std::vector<ClaimCondition> claims;  // all of
+  // Any of, matching the verified client certificate's subject (RFC 2253) or one of its SANs.
+  std::vector<StringMatcher> cert_names;
+  std::vector<std::string> methods;   // any of, exact ("GET")
+  std::vector<StringMatcher> paths;   // any of, the normalized path without the query
+  ip_filter::CidrSet source_ips;      // the client address
+  std::optional<bool> authenticated;  // whether some authentication filter succeeded
 };
 
 struct Policy {

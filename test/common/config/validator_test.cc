@@ -1658,6 +1658,33 @@ jwt_subjects: [u1]
   for (const std::string& line : m) EXPECT_THAT(line, Not(HasSubstr("short\n")));
 }
 
+TEST(ValidatorTest, RemoteJwksSchemeMatchesTheClusterTls) {
+  LoadResult r = loadYaml(R"(
+kind: Cluster
+name: plain
+endpoints: [{address: 127.0.0.1, port: 8080}]
+---
+kind: Cluster
+name: secure
+endpoints: [{address: 127.0.0.1, port: 8443}]
+tls: {validation: {trusted_ca: {filename: /etc/ca.pem}}}
+---
+kind: RouteConfiguration
+name: main
+jwt_providers:
+  - {name: a, issuer: x, remote_jwks: {uri: "https://idp/jwks", cluster: plain}}
+  - {name: b, issuer: x, remote_jwks: {uri: "http://idp/jwks", cluster: secure}}
+  - {name: c, issuer: x, remote_jwks: {uri: "https://idp/jwks", cluster: secure}}
+  - {name: d, issuer: x, remote_jwks: {uri: "http://idp/jwks", cluster: plain}}
+virtual_hosts: [{name: v, domains: ["*"], routes: [{match: {prefix: /}, route: {cluster: plain}}]}]
+)");
+  std::vector<std::string> m = messages(r);
+  EXPECT_THAT(m, ElementsAre(HasSubstr("jwt_providers[0].remote_jwks.uri: is https:// but Cluster "
+                                       "'plain' has no tls"),
+                             HasSubstr("jwt_providers[1].remote_jwks.uri: is http:// but Cluster "
+                                       "'secure' connects with tls")));
+}
+
 TEST(ValidatorTest, AccessPoliciesAreChecked) {
   LoadResult r = loadYaml(R"(
 kind: Cluster
@@ -1703,7 +1730,170 @@ tls: {}
   EXPECT_THAT(m, Contains(HasSubstr("authentication: needs at least one of api_key")));
   EXPECT_THAT(m, Contains(HasSubstr("rbac: denies every request")));
   EXPECT_THAT(m, Contains(HasSubstr("xff_num_trusted_hops: must be between 0 and 10")));
-  EXPECT_THAT(m, Contains(HasSubstr("tls: TLS termination is not supported by this version yet")));
+  EXPECT_THAT(m, Contains(HasSubstr("tls.certificates: needs at least one certificate")));
+}
+
+// A listener with every TLS field set, valid; kMain fills lines 1-9.
+constexpr absl::string_view kTlsListener = R"(
+kind: Listener
+name: https
+port: 8443
+route_config: main
+tls:
+  certificates:
+    - certificate_chain: {filename: /etc/sluice/a.pem}
+      private_key: {filename: /etc/sluice/a.key}
+      server_names: [a.example.com, "*.a.example.com"]
+    - certificate_chain: {inline_string: "-----BEGIN CERTIFICATE-----"}
+      private_key: {filename: /etc/sluice/b.key}
+  params:
+    min_version: TLS_V1_2
+    max_version: TLS_V1_3
+    cipher_suites: [ECDHE-RSA-AES128-GCM-SHA256]
+  alpn_protocols: [http/1.1, http/1.0]
+  client_certificate: REQUIRE
+  client_validation:
+    trusted_ca: {filename: /etc/sluice/ca.pem}
+    match_subject_alt_names: [spiffe://example.com/client, "*.example.com", ops@example.com]
+  session_timeout: 10m
+)";
+
+TEST(ValidatorTest, TlsListenerWithEveryFieldIsValidAndNoFileIsRead) {
+  // The files do not exist here: the validator never reads them (the control plane does not
+  // have the proxy's files).
+  LoadResult r = loadYaml(absl::StrCat(kMain, kTlsListener));
+  EXPECT_THAT(r.errors, IsEmpty());
+}
+
+TEST(ValidatorTest, TlsListenerErrors) {
+  struct Case {
+    const char* tls;  // the listener's tls, in flow style
+    const char* field;
+    const char* phrase;
+  };
+  const Case cases[] = {
+      {"{}", "tls.certificates", "needs at least one certificate"},
+      {"{certificates: [{certificate_chain: {filename: /a.pem}}]}",
+       "tls.certificates[0].private_key", "is required: a filename or an inline_string"},
+      {"{certificates: [{private_key: {filename: /a.key}}]}",
+       "tls.certificates[0].certificate_chain", "is required"},
+      {"{certificates: [{certificate_chain: {filename: \"\"}, private_key: {filename: /a.key}}]}",
+       "tls.certificates[0].certificate_chain.filename", "must be a file's path"},
+      {"{certificates: [{certificate_chain: {inline_string: \"\"}, private_key: {filename: "
+       "/a.key}}]}",
+       "tls.certificates[0].certificate_chain.inline_string", "is empty"},
+      {"{certificates: [{certificate_chain: {filename: /a.pem}, private_key: {filename: /a.key}, "
+       "server_names: [\"*\"]}]}",
+       "tls.certificates[0].server_names[0]", "is not a server name"},
+      {"{certificates: [{certificate_chain: {filename: /a.pem}, private_key: {filename: /a.key}, "
+       "server_names: [a.test]}, {certificate_chain: {filename: /b.pem}, private_key: "
+       "{filename: /b.key}, server_names: [A.test]}]}",
+       "tls.certificates[1].server_names[0]", "'A.test' is already served by certificates[0]"},
+      {"{certificates: [{certificate_chain: {filename: /a.pem}, private_key: {filename: /a.key}}], "
+       "params: {min_version: TLS_V1_3, max_version: TLS_V1_2}}",
+       "tls.params.max_version", "below min_version"},
+      {"{certificates: [{certificate_chain: {filename: /a.pem}, private_key: {filename: /a.key}}], "
+       "params: {min_version: TLS_V1_3, cipher_suites: [ECDHE-RSA-AES128-GCM-SHA256]}}",
+       "tls.params.cipher_suites", "apply to TLS 1.2 only"},
+      {"{certificates: [{certificate_chain: {filename: /a.pem}, private_key: {filename: /a.key}}], "
+       "params: {cipher_suites: [\"AES:RC4\"]}}",
+       "tls.params.cipher_suites[0]", "is not a cipher suite name"},
+      {"{certificates: [{certificate_chain: {filename: /a.pem}, private_key: {filename: /a.key}}], "
+       "alpn_protocols: [h2]}",
+       "tls.alpn_protocols[0]", "'h2' is not served"},
+      {"{certificates: [{certificate_chain: {filename: /a.pem}, private_key: {filename: /a.key}}], "
+       "alpn_protocols: [\"\"]}",
+       "tls.alpn_protocols[0]", "'' is not served"},
+      {"{certificates: [{certificate_chain: {filename: /a.pem}, private_key: {filename: /a.key}}], "
+       "alpn_protocols: [http/1.1, http/1.1]}",
+       "tls.alpn_protocols[1]", "listed twice"},
+      {"{certificates: [{certificate_chain: {filename: /a.pem}, private_key: {filename: /a.key}}], "
+       "client_certificate: OPTIONAL}",
+       "tls.client_validation.trusted_ca", "is required: client_certificate is OPTIONAL"},
+      {"{certificates: [{certificate_chain: {filename: /a.pem}, private_key: {filename: /a.key}}], "
+       "client_validation: {trusted_ca: {filename: /ca.pem}}}",
+       "tls.client_validation", "applies only when client_certificate is OPTIONAL or REQUIRE"},
+      {"{certificates: [{certificate_chain: {filename: /a.pem}, private_key: {filename: /a.key}}], "
+       "client_certificate: REQUIRE, client_validation: {trusted_ca: {filename: /ca.pem}, "
+       "match_subject_alt_names: [\"*.*.test\"]}}",
+       "tls.client_validation.match_subject_alt_names[0]", "is not a subjectAltName to match"},
+      {"{certificates: [{certificate_chain: {filename: /a.pem}, private_key: {filename: /a.key}}], "
+       "session_timeout: 25h}",
+       "tls.session_timeout", "must be between 0ms and 86400s"},
+  };
+  for (const Case& c : cases) {
+    SCOPED_TRACE(c.tls);
+    LoadResult r = loadYaml(absl::StrCat(
+        kMain, "\n{kind: Listener, name: https, port: 8443, route_config: main, tls: ", c.tls,
+        "}\n"));
+    EXPECT_THAT(r.errors, ElementsAre(isDiagnostic(0, "Listener", "https", c.field, c.phrase)));
+  }
+}
+
+TEST(ValidatorTest, HttpsRedirect) {
+  LoadResult r = loadYaml(absl::StrCat(kMain, R"(
+- {kind: Listener, name: ok, port: 80, route_config: main, https_redirect: {}}
+- {kind: Listener, name: ok2, port: 81, route_config: main,
+   https_redirect: {port: 8443, response_code: 308}}
+- {kind: Listener, name: code, port: 82, route_config: main, https_redirect: {response_code: 303}}
+- {kind: Listener, name: port, port: 83, route_config: main, https_redirect: {port: 70000}}
+- {kind: Listener, name: both, port: 84, route_config: main, https_redirect: {},
+   tls: {certificates: [{certificate_chain: {filename: /a.pem}, private_key: {filename: /a.key}}]}}
+)"));
+  EXPECT_THAT(r.errors,
+              ElementsAre(isDiagnostic(13, "Listener", "code", "https_redirect.response_code",
+                                       "must be 301, 302, 307 or 308, got 303"),
+                          isDiagnostic(14, "Listener", "port", "https_redirect.port",
+                                       "must be between 1 and 65535, got 70000"),
+                          isDiagnostic(15, "Listener", "both", "https_redirect",
+                                       "this listener already serves https")));
+}
+
+TEST(ValidatorTest, UpstreamTls) {
+  EXPECT_THAT(loadYaml(R"(
+kind: Cluster
+name: users
+endpoints: [{address: 127.0.0.1, port: 8443}]
+tls:
+  sni: users.internal
+  validation:
+    trusted_ca: {filename: /etc/sluice/ca.pem}
+    match_subject_alt_names: [users.internal]
+  client_certificate:
+    certificate_chain: {filename: /etc/sluice/client.pem}
+    private_key: {filename: /etc/sluice/client.key}
+  params: {min_version: TLS_V1_3}
+)")
+                  .errors,
+              IsEmpty());
+  struct Case {
+    const char* tls;
+    const char* field;
+    const char* phrase;
+  };
+  const Case cases[] = {
+      {"{}", "tls.validation.trusted_ca", "is required: upstream certificates are always verified"},
+      {"{sni: users.internal}", "tls.validation.trusted_ca", "is required"},
+      {"{validation: {trusted_ca: {filename: /ca.pem}}, sni: \"bad name\"}", "tls.sni",
+       "'bad name' is not a DNS name"},
+      {"{validation: {trusted_ca: {filename: /ca.pem}}, client_certificate: "
+       "{certificate_chain: {filename: /c.pem}}}",
+       "tls.client_certificate.private_key", "is required"},
+      {"{validation: {trusted_ca: {filename: /ca.pem}}, client_certificate: "
+       "{certificate_chain: {filename: /c.pem}, private_key: {filename: /c.key}, "
+       "server_names: [a.test]}}",
+       "tls.client_certificate.server_names", "apply to listener certificates only"},
+      {"{validation: {trusted_ca: {filename: /ca.pem}}, params: {min_version: TLS_V1_3, "
+       "max_version: TLS_V1_2}}",
+       "tls.params.max_version", "below min_version"},
+  };
+  for (const Case& c : cases) {
+    SCOPED_TRACE(c.tls);
+    LoadResult r = loadYaml(absl::StrCat(
+        "{kind: Cluster, name: users, endpoints: [{address: 127.0.0.1, port: 8443}], tls: ", c.tls,
+        "}\n"));
+    EXPECT_THAT(r.errors, ElementsAre(isDiagnostic(0, "Cluster", "users", c.field, c.phrase)));
+  }
 }
 
 }  // namespace

@@ -192,19 +192,24 @@ TEST(ConditionTest, AllClaimsMustHold) {
 
 TEST(ConditionTest, CertSubject) {
   Rule rule = allow("r");
-  rule.cert_subjects = {matcher(Kind::kSuffix, ",O=Example Corp")};
+  rule.cert_names = {matcher(Kind::kSuffix, ",O=Example Corp")};
   EXPECT_TRUE(ruleMatches(rule, {.cert_subject = "CN=payments,O=Example Corp"}));
   EXPECT_FALSE(ruleMatches(rule, {.cert_subject = "CN=payments,O=Example Corp Ltd"}));
   EXPECT_FALSE(ruleMatches(rule, {}));
   // No certificate is not a certificate with an empty subject.
-  rule.cert_subjects = {matcher(Kind::kPrefix, "")};
+  rule.cert_names = {matcher(Kind::kPrefix, "")};
   EXPECT_FALSE(ruleMatches(rule, {}));
+  // A SAN does not stand in for a subject the matcher does not accept, and vice versa.
+  const std::vector<std::string> sans = {"payments.internal"};
+  rule.cert_names = {matcher(Kind::kSuffix, ",O=Example Corp")};
+  EXPECT_FALSE(ruleMatches(rule, {.cert_subject = "CN=x,O=Other", .cert_sans = &sans}));
+  EXPECT_TRUE(ruleMatches(rule, {.cert_subject = "CN=x,O=Example Corp", .cert_sans = &sans}));
 }
 
 TEST(ConditionTest, CertSans) {
   Rule rule = allow("r");
-  rule.cert_sans = {matcher(Kind::kRegex, "spiffe://prod\\.example/ns/[^/]+/sa/billing"),
-                    matcher(Kind::kExact, "billing.internal")};
+  rule.cert_names = {matcher(Kind::kRegex, "spiffe://prod\\.example/ns/[^/]+/sa/billing"),
+                     matcher(Kind::kExact, "billing.internal")};
   const std::vector<std::string> spiffe = {"dns:other", "spiffe://prod.example/ns/pay/sa/billing"},
                                  dns = {"billing.internal"},
                                  staging = {"spiffe://staging.example/ns/pay/sa/billing"}, none;
@@ -319,7 +324,7 @@ TEST(EvaluateTest, DoesNotAllocate) {
   policy.rules.back().source_ips = cidrs({"192.0.2.0/24"});
   policy.rules.push_back(allow("writers"));
   policy.rules.back().claims.push_back({"scope", matcher(Kind::kContains, "orders:write")});
-  policy.rules.back().cert_sans = {matcher(Kind::kSuffix, ".internal")};
+  policy.rules.back().cert_names = {matcher(Kind::kSuffix, ".internal")};
   policy.rules.back().methods = {"POST"};
   ASSERT_GT(g_allocations.load(), at_start);  // the counter sees the policy's allocations
 
