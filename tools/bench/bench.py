@@ -7,6 +7,7 @@
   bench.py idle PORT N READY_FILE          N keep-alive connections, one request each, then idle
   bench.py scrape URL                      GET URL once a second until killed
   bench.py report RUN_DIR OUT.md OUT.png   the markdown results and the chart from raw.jsonl
+  bench.py jwt DIR COUNT                   an RS256 key set, a token, and COUNT tokens for wrk
 """
 
 import json
@@ -559,7 +560,12 @@ def cmd_report(args):
           "checks: three endpoints (the upstream nginx on 127.0.0.1-3); hashing on the client address "
           "(sluice MAGLEV with `hash_policy: source_ip`, HAProxy `balance source` + `hash-type consistent`); "
           "health checks `GET /12` every second on each endpoint plus, for sluice, outlier detection and "
-          "circuit breakers (HAProxy: `check inter 1s`, `maxconn` per server).")
+          "circuit breakers (HAProxy: `check inter 1s`, `maxconn` per server). "
+          "Access control (sluice only): an API key in `x-api-key` looked up among consumers; a JWT "
+          "(RS256, 2048-bit key, issuer and audience checked, a claim forwarded) either the same on "
+          "every request (verified once, then from the worker's token cache) or a new one on every "
+          "request (8,192 tokens in turn, twice the cache: every request verifies a signature); RBAC "
+          "rules a request passes two deny rules (path regex, address blocks) to reach its allow rule.")
         w("")
         w("| feature | proxy | requests/s | vs bare | p99 ms | vs bare | CPU us/req | vs bare |")
         w("| --- " * 8 + "|")
@@ -570,7 +576,11 @@ def cmd_report(args):
                                ("accesslog", "JSON access log"),
                                ("lb", "least request, 3 endpoints"),
                                ("hash", "consistent hash, 3 endpoints"),
-                               ("hc", "health checks + breakers, 3 endpoints")):
+                               ("hc", "health checks + breakers, 3 endpoints"),
+                               ("apikey", "API key (SHA-256, consumer lookup)"),
+                               ("jwt", "JWT RS256, same token (cached)"),
+                               ("jwt-uncached", "JWT RS256, a new token every request"),
+                               ("rbac", "RBAC, 3 rules (regex, CIDR, method)")):
             for b in bases:
                 bare = points[("feature",) + key + (b,)]
                 t = b if not variant else f"{b}+{variant}"
@@ -634,11 +644,54 @@ def cmd_report(args):
         f.write("\n".join(lines))
 
 
+def cmd_jwt(args):
+    """jwt DIR COUNT: an RSA key's JWKS (DIR/jwks.json), one token (DIR/token.txt) and a wrk script
+    that sends COUNT distinct tokens in turn (DIR/tokens.lua), all RS256, valid for a day."""
+    import base64
+    import json
+    import time
+    from cryptography.hazmat.primitives import hashes
+    from cryptography.hazmat.primitives.asymmetric import padding, rsa
+
+    out, count = args[0], int(args[1])
+
+    def b64(data):
+        return base64.urlsafe_b64encode(data).rstrip(b"=").decode()
+
+    def uint(n):
+        return b64(n.to_bytes((n.bit_length() + 7) // 8, "big"))
+
+    key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    pub = key.public_key().public_numbers()
+    with open(f"{out}/jwks.json", "w") as f:
+        json.dump({"keys": [{"kty": "RSA", "alg": "RS256", "use": "sig", "kid": "bench",
+                             "n": uint(pub.n), "e": uint(pub.e)}]}, f, separators=(",", ":"))
+    header = b64(json.dumps({"alg": "RS256", "typ": "JWT", "kid": "bench"}).encode())
+    exp = int(time.time()) + 86400
+
+    def token(i):
+        claims = {"iss": "https://idp.bench", "aud": "bench", "sub": f"user-{i}", "exp": exp,
+                  "scope": "orders:read orders:write"}
+        data = f"{header}.{b64(json.dumps(claims, separators=(',', ':')).encode())}"
+        sig = key.sign(data.encode(), padding.PKCS1v15(), hashes.SHA256())
+        return f"{data}.{b64(sig)}"
+
+    with open(f"{out}/token.txt", "w") as f:
+        f.write(token(0) + "\n")
+    with open(f"{out}/tokens.lua", "w") as f:
+        f.write("-- Every request carries the next of these tokens: more than a worker caches.\n")
+        f.write("local tokens = {\n")
+        for i in range(count):
+            f.write(f'"{token(i + 1)}",\n')
+        f.write("}\nlocal i = 0\nrequest = function()\n  i = i % #tokens + 1\n"
+                '  return wrk.format(nil, nil, {["Authorization"] = "Bearer " .. tokens[i]})\nend\n')
+
+
 def main():
     if len(sys.argv) < 2:
         sys.exit(__doc__)
     commands = {"ports": cmd_ports, "render": cmd_render, "meta": cmd_meta, "idle": cmd_idle, "scrape": cmd_scrape,
-                "report": cmd_report}
+                "report": cmd_report, "jwt": cmd_jwt}
     if sys.argv[1] not in commands:
         sys.exit(__doc__)
     commands[sys.argv[1]](sys.argv[2:])

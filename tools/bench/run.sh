@@ -114,9 +114,11 @@ declare -A port admin main_pid
 read -r -a free < <(bench_py ports 40)
 next_port() { port_out=${free[0]}; free=("${free[@]:1}"); }
 
-wait_http() {  # URL PID: until URL answers 2xx, or fail if PID died
+wait_http() {  # URL PID [HEADER]: until URL answers 2xx, or fail if PID died
+  local -a header=()
+  [ -z "${3:-}" ] || header=(-H "$3")
   for _ in $(seq 1 100); do
-    curl -sf -o /dev/null "$1" && return 0
+    curl -sf -o /dev/null "${header[@]}" "$1" && return 0
     kill -0 "$2" 2>/dev/null || die "process $2 exited before $1 answered (logs in $run_dir)"
     sleep 0.1
   done
@@ -144,12 +146,19 @@ start_sluice() {  # NAME ROUTES_TEMPLATE [WORKERS [CPUS [CLUSTER_TEMPLATE]]]
   bench_py render "$t/sluice-listener.yaml" "$d/conf/listener.yaml" PORT="${port[$1]}"
   bench_py render "$t/$cluster" "$d/conf/cluster.yaml" POOL="$pool" \
     UPSTREAM_PORT="${port[upstream]}"
-  cp "$t/$2" "$d/conf/routes.yaml"
+  bench_py render "$t/$2" "$d/conf/routes.yaml" "JWKS<$run_dir/jwt/jwks.json"
   taskset -c "$cpus" "${prio[@]}" "$run_dir/bin/sluice" --config-dir "$d/conf" --workers "$workers" \
     --admin "127.0.0.1:${admin[$1]}" --log-level warn >"$d/sluice.log" 2>&1 &
   pids+=($!); main_pid[$1]=$!
   wait_http "http://127.0.0.1:${admin[$1]}/ready" "${main_pid[$1]}"
-  wait_http "http://127.0.0.1:${port[$1]}/12" "${main_pid[$1]}"
+  wait_http "http://127.0.0.1:${port[$1]}/12" "${main_pid[$1]}" "$(credential "$1")"
+}
+
+credential() {  # TARGET: the header a request to it needs, if any
+  case "$1" in
+    *+apikey) echo "x-api-key: bench-api-key-0123456789abcdef" ;;
+    *+jwt | *+jwt-uncached) echo "Authorization: Bearer $(cat "$run_dir/jwt/token.txt")" ;;
+  esac
 }
 
 start_haproxy() {  # NAME VARIANT (bare, routes20, accesslog, lb, hc, hash)
@@ -219,6 +228,9 @@ start_target() {  # NAME: sluice, haproxy, nginx or one of them with +routes20 /
         lb) start_sluice "$1" sluice-routes.yaml 1 "$proxy_cpu" sluice-cluster-lb.yaml ;;
         hash) start_sluice "$1" sluice-routes-hash.yaml 1 "$proxy_cpu" sluice-cluster-maglev.yaml ;;
         hc) start_sluice "$1" sluice-routes.yaml 1 "$proxy_cpu" sluice-cluster-hc.yaml ;;
+        apikey) start_sluice "$1" sluice-routes-apikey.yaml ;;
+        jwt | jwt-uncached) start_sluice "$1" sluice-routes-jwt.yaml ;;
+        rbac) start_sluice "$1" sluice-routes-rbac.yaml ;;
         # The scaling phase: one or two workers, free to run on both CPUs.
         w1) start_sluice "$1" sluice-routes.yaml 1 "$loadgen_cpu,$proxy_cpu" ;;
         w2) start_sluice "$1" sluice-routes.yaml 2 "$loadgen_cpu,$proxy_cpu" ;;
@@ -288,6 +300,10 @@ wrk_args() {  # MODE CONNS SIZE TARGET: prints the URL and options
   case "$1" in
     close) extra=(-H "Connection: close") ;;
     upload) path=/upload script="$run_dir/upload.lua" ;;
+  esac
+  case "$4" in
+    *+apikey | *+jwt) extra+=(-H "$(credential "$4")") ;;
+    *+jwt-uncached) script="$run_dir/jwt-uncached.lua" ;;
   esac
   printf '%s\n' "-t$wrk_threads" "-c$2" --latency --timeout 5s -s "$script" "${extra[@]}" \
     "http://127.0.0.1:${port[${4%%+metrics}]}$path"
@@ -515,6 +531,10 @@ point() {  # MODE CONNS SIZE TARGET...
 mkdir -p "$run_dir/wrk" "$run_dir/syscalls" "$run_dir/profiles" "$run_dir/allocs"
 cp "$here/wrk/report.lua" "$run_dir/report.lua"
 cat "$here/wrk/upload.lua" "$here/wrk/report.lua" >"$run_dir/upload.lua"
+# RS256 tokens for the JWT rows: 8192, twice what a worker caches, so that each one verifies.
+mkdir -p "$run_dir/jwt"
+bench_py jwt "$run_dir/jwt" 8192
+cat "$run_dir/jwt/tokens.lua" "$here/wrk/report.lua" >"$run_dir/jwt-uncached.lua"
 stamp=$(date -u +%Y%m%dT%H%M%SZ)
 start_upstream
 read -r -a main_targets <<<"$targets"
@@ -553,6 +573,13 @@ if [ "${BENCH_FEATURES:-1}" = 1 ]; then
     # source build has no active health checks, so these rows compare sluice and HAProxy).
     if [ "$base" != nginx ]; then
       for v in lb hash hc; do
+        start_target "$base+$v"
+        feature_targets+=("$base+$v")
+      done
+    fi
+    # Access control: sluice only (the others would need scripting or an enterprise module).
+    if [ "$base" = sluice ]; then
+      for v in apikey jwt jwt-uncached rbac; do
         start_target "$base+$v"
         feature_targets+=("$base+$v")
       done
