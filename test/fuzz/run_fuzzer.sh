@@ -4,10 +4,10 @@
 #
 #   test/fuzz/run_fuzzer.sh [SECONDS] [-- LIBFUZZER_FLAGS...]
 #
-# SECONDS defaults to 60. Environment: TARGET (config_loader, http_parser or path_normalizer;
-# default config_loader), OUT (default /tmp/sluice-fuzz/$TARGET: binary, the growing working
-# corpus, crash artifacts), JOBS (parallel fuzzing processes, default 1). The checked-in seed
-# corpus is only read; add a crashing input to it by hand once the bug is fixed, so that the
+# SECONDS defaults to 60. Environment: TARGET (config_loader, http_parser, path_normalizer or
+# jwt_parser; default config_loader), OUT (default /tmp/sluice-fuzz/$TARGET: binary, the growing
+# working corpus, crash artifacts), JOBS (parallel fuzzing processes, default 1). The checked-in
+# seed corpus is only read; add a crashing input to it by hand once the bug is fixed, so that the
 # corpus test keeps it fixed.
 set -euo pipefail
 
@@ -40,6 +40,10 @@ case $target in
     sources=(test/fuzz/path_normalizer_fuzz.cc proxy/http/codec.cc)
     libs=()
     ;;
+  jwt_parser)
+    sources=(test/fuzz/jwt_parser_fuzz.cc proxy/filters/jwt_authn/*.cc)
+    libs=(-lprotobuf -lssl -lcrypto)
+    ;;
   *)
     echo "unknown TARGET '$target'" >&2
     exit 2
@@ -47,7 +51,8 @@ case $target in
 esac
 
 # shellcheck disable=SC2207  # pkg-config output is a list of flags
-absl=($(pkg-config --libs absl_strings absl_str_format absl_status absl_statusor))
+absl=($(pkg-config --libs absl_strings absl_str_format absl_status absl_statusor absl_time \
+  absl_hash absl_raw_hash_set))
 echo "building $out/fuzzer"
 clang++-14 -std=c++20 -g -O1 -fno-omit-frame-pointer -fsanitize=fuzzer,address \
   -I"$root" -I"$root/bazel-bin/api" \

@@ -201,6 +201,22 @@ TEST_F(VerifierTest, TamperedTokens) {
   }
 }
 
+// An RSA signature is exactly as long as the modulus, leading zero bytes included: a signature
+// with them left out or one added is another spelling of the same token, and refused.
+TEST_F(VerifierTest, Rs256SignatureMustBeAsLongAsTheModulus) {
+  std::string input, signature;
+  for (int i = 0; signature.empty() || signature[0] != '\0'; ++i) {
+    ASSERT_LT(i, 5000) << "no signature with a leading zero byte";
+    input = testing::signingInput(testing::header("RS256"), payload(absl::StrCat(",\"n\":", i)));
+    signature = testing::signRs256(rsa_, input);
+  }
+  ASSERT_EQ(signature.size(), 256u);
+  EXPECT_EQ(check(testing::withSignature(input, signature)), Failure::kNone);
+  EXPECT_EQ(check(testing::withSignature(input, signature.substr(1))), Failure::kBadSignature);
+  EXPECT_EQ(check(testing::withSignature(input, std::string(1, '\0') + signature)),
+            Failure::kBadSignature);
+}
+
 TEST_F(VerifierTest, Es256SignatureMustBeRawRAndS) {
   const std::string input = testing::signingInput(testing::header("ES256"), payload());
   const std::string der = testing::signEs256Der(ec_, input);
