@@ -89,17 +89,6 @@ bool within(absl::Duration limit, const std::function<bool()>& check) {
 }
 
 // The value of the sample `series` (name and labels as exposed), or -1 when it is absent.
-double metric(int port, const std::string& series) {
-  std::string text = httpGet(port, "/metrics");
-  for (absl::string_view line : absl::StrSplit(text, '\n')) {
-    if (absl::StartsWith(line, series + " ")) {
-      double v = -1;
-      if (absl::SimpleAtod(line.substr(series.size() + 1), &v)) return v;
-    }
-  }
-  return -1;
-}
-
 std::string rejectedSeries(const std::string& kind) {
   return absl::StrCat("sluice_xds_update_rejected_total{type=\"", kind, "\"}");
 }
@@ -302,24 +291,24 @@ TEST_F(LiveConfigTest, NotReadyUntilTheControlPlaneServes) {
   ASSERT_TRUE(ready.ok()) << ready.status();
   EXPECT_EQ(ready->status, 503);
   EXPECT_TRUE(refused(listen_port_));
-  EXPECT_EQ(metric(admin_port_, "sluice_xds_connected"), 0);
+  EXPECT_EQ(metricSeries(admin_port_, "sluice_xds_connected"), 0);
 
   ASSERT_NO_FATAL_FAILURE(startCp());
   ASSERT_NO_FATAL_FAILURE(waitReady());
   EXPECT_EQ(who(listen_port_, "/x"), "a");
   EXPECT_EQ(who(listen_port_, "/elsewhere"), "a");
-  EXPECT_EQ(metric(admin_port_, "sluice_xds_connected"), 1);
+  EXPECT_EQ(metricSeries(admin_port_, "sluice_xds_connected"), 1);
   expectAllAcked();
   // The versions in status are the ones the proxy reports everywhere.
   std::map<std::string, std::string> running = proxyVersions();
   for (const char* kind : kKinds) {
-    EXPECT_EQ(metric(admin_port_, absl::StrCat("sluice_xds_version_info{type=\"", kind,
-                                               "\",version=\"", running[kind], "\"}")),
+    EXPECT_EQ(metricSeries(admin_port_, absl::StrCat("sluice_xds_version_info{type=\"", kind,
+                                                     "\",version=\"", running[kind], "\"}")),
               1)
         << kind;
-    EXPECT_GE(
-        metric(admin_port_, absl::StrCat("sluice_xds_update_applied_total{type=\"", kind, "\"}")),
-        1)
+    EXPECT_GE(metricSeries(admin_port_,
+                           absl::StrCat("sluice_xds_update_applied_total{type=\"", kind, "\"}")),
+              1)
         << kind;
   }
   RunResult text = ctl({"status"});
@@ -348,10 +337,10 @@ TEST_F(LiveConfigTest, AppliedChangeIsServedWithinOneSecond) {
 
 TEST_F(LiveConfigTest, LoadAcrossTenChangesHasNoErrors) {
   ASSERT_NO_FATAL_FAILURE(startAll());
-  const double rejected_before = metric(admin_port_, rejectedSeries("Listener")) +
-                                 metric(admin_port_, rejectedSeries("RouteConfiguration")) +
-                                 metric(admin_port_, rejectedSeries("Cluster")) +
-                                 metric(admin_port_, rejectedSeries("ClusterLoadAssignment"));
+  const double rejected_before = metricSeries(admin_port_, rejectedSeries("Listener")) +
+                                 metricSeries(admin_port_, rejectedSeries("RouteConfiguration")) +
+                                 metricSeries(admin_port_, rejectedSeries("Cluster")) +
+                                 metricSeries(admin_port_, rejectedSeries("ClusterLoadAssignment"));
   const std::string spare = absl::StrCat(
       "---\nkind: Cluster\nname: spare\nendpoints:\n  - {address: 127.0.0.1, port: ", port_a_,
       ", weight: 3}\n");
@@ -454,22 +443,22 @@ TEST_F(LiveConfigTest, LoadAcrossTenChangesHasNoErrors) {
   const std::string ok_series =
       "sluice_http_downstream_rq_total{listener=\"public\",code_class=\"2xx\"}";
   EXPECT_TRUE(waitFor(absl::Seconds(5), [&] {
-    return metric(admin_port_, ok_series) == total + 1;
-  })) << metric(admin_port_, ok_series);
+    return metricSeries(admin_port_, ok_series) == total + 1;
+  })) << metricSeries(admin_port_, ok_series);
   for (const char* c : {"1xx", "3xx", "4xx", "5xx"}) {
-    EXPECT_EQ(
-        metric(admin_port_, absl::StrCat("sluice_http_downstream_rq_total{listener=\"public\","
-                                         "code_class=\"",
-                                         c, "\"}")),
-        0)
+    EXPECT_EQ(metricSeries(admin_port_,
+                           absl::StrCat("sluice_http_downstream_rq_total{listener=\"public\","
+                                        "code_class=\"",
+                                        c, "\"}")),
+              0)
         << c;
   }
   // Every change was accepted: nothing rejected, and the proxy runs the last one.
   expectAllAcked();
-  EXPECT_EQ(metric(admin_port_, rejectedSeries("Listener")) +
-                metric(admin_port_, rejectedSeries("RouteConfiguration")) +
-                metric(admin_port_, rejectedSeries("Cluster")) +
-                metric(admin_port_, rejectedSeries("ClusterLoadAssignment")),
+  EXPECT_EQ(metricSeries(admin_port_, rejectedSeries("Listener")) +
+                metricSeries(admin_port_, rejectedSeries("RouteConfiguration")) +
+                metricSeries(admin_port_, rejectedSeries("Cluster")) +
+                metricSeries(admin_port_, rejectedSeries("ClusterLoadAssignment")),
             rejected_before)
       << proxy_->log();
   EXPECT_EQ(who(listen_port_, "/x"), "b");
@@ -482,7 +471,7 @@ TEST_F(LiveConfigTest, ListenerThatCannotBindIsNackedAndFixed) {
   ASSERT_TRUE(keep.ok());
   const std::string request = "GET /x HTTP/1.1\r\nHost: test\r\n\r\n";
   ASSERT_EQ(who((*keep)->roundTrip(request)), "a");
-  const double rejected_before = metric(admin_port_, rejectedSeries("Listener"));
+  const double rejected_before = metricSeries(admin_port_, rejectedSeries("Listener"));
   ASSERT_GE(rejected_before, 0);
   std::map<std::string, std::string> before = proxyVersions();
 
@@ -502,7 +491,7 @@ TEST_F(LiveConfigTest, ListenerThatCannotBindIsNackedAndFixed) {
   EXPECT_THAT(text.out, HasSubstr("NACKED"));
   EXPECT_THAT(text.out, HasSubstr("cannot bind"));
   EXPECT_TRUE(waitFor(absl::Seconds(5), [&] {
-    return metric(admin_port_, rejectedSeries("Listener")) > rejected_before;
+    return metricSeries(admin_port_, rejectedSeries("Listener")) > rejected_before;
   }));
   EXPECT_EQ(proxyVersions(), before);
   // The running listener keeps serving, on the open connection and on new ones; a is untouched.
@@ -554,7 +543,7 @@ TEST_F(LiveConfigTest, ServesThroughControlPlaneRestart) {
   int killed = cp_->stop(SIGKILL);
   EXPECT_TRUE(killed != -1 && WIFSIGNALED(killed));
   EXPECT_TRUE(waitFor(absl::Seconds(10), [&] {
-    return metric(admin_port_, "sluice_xds_connected") == 0;
+    return metricSeries(admin_port_, "sluice_xds_connected") == 0;
   })) << proxy_->log();
   auto ready = get(admin_port_, "/ready");
   EXPECT_TRUE(ready.ok() && ready->status == 200);
@@ -566,7 +555,7 @@ TEST_F(LiveConfigTest, ServesThroughControlPlaneRestart) {
 
   ASSERT_NO_FATAL_FAILURE(startCp());
   EXPECT_TRUE(waitFor(absl::Seconds(15), [&] {
-    return metric(admin_port_, "sluice_xds_connected") == 1;
+    return metricSeries(admin_port_, "sluice_xds_connected") == 1;
   })) << proxy_->log();
   outage = false;
   EXPECT_TRUE(waitFor(absl::Seconds(10), [&] { return who(listen_port_, "/x") == "b"; }))
@@ -613,14 +602,14 @@ TEST_F(LiveConfigTest, ListenerAddedAndRemovedLeavesTheOtherAlone) {
 TEST_F(LiveConfigTest, SigtermDrainsInFlightRequestAndExitsZero) {
   ASSERT_NO_FATAL_FAILURE(startAll());
   const std::string sent = "sluice_cluster_upstream_rq_total{cluster=\"a\"}";
-  const double before = metric(admin_port_, sent);
+  const double before = metricSeries(admin_port_, sent);
   ASSERT_GE(before, 1);
   auto slow = HttpConnection::connect(listen_port_);
   ASSERT_TRUE(slow.ok());
   ASSERT_TRUE(
       (*slow)->send("GET /x/slow HTTP/1.1\r\nHost: test\r\nx-echo-delay-ms: 1500\r\n\r\n").ok());
   // The request has reached the upstream, which holds it for 1.5 s.
-  ASSERT_TRUE(waitFor(absl::Seconds(5), [&] { return metric(admin_port_, sent) > before; }));
+  ASSERT_TRUE(waitFor(absl::Seconds(5), [&] { return metricSeries(admin_port_, sent) > before; }));
 
   ASSERT_EQ(kill(proxy_->pid(), SIGTERM), 0);
   EXPECT_TRUE(waitFor(absl::Seconds(5), [&] { return refused(listen_port_); }));

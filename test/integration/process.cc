@@ -20,7 +20,10 @@
 #include <set>
 #include <sstream>
 
+#include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_split.h"
+#include "absl/strings/strip.h"
 #include "absl/time/clock.h"
 
 namespace sluice::testing {
@@ -193,6 +196,17 @@ std::string readFile(const std::string& path) {
   std::stringstream ss;
   ss << in.rdbuf();
   return ss.str();
+}
+
+double metricSeries(int admin_port, const std::string& series) {
+  const std::string text = httpGet(admin_port, "/metrics");
+  for (absl::string_view line : absl::StrSplit(text, '\n')) {
+    if (absl::ConsumePrefix(&line, series + " ")) {
+      double v = -1;
+      return absl::SimpleAtod(line, &v) ? v : -1;
+    }
+  }
+  return -1;
 }
 
 }  // namespace sluice::testing

@@ -54,6 +54,11 @@ bool waitFor(absl::Duration timeout, const std::function<bool()>& check);
 // A minimal HTTP/1.1 GET on 127.0.0.1; returns the body, or "" on any failure.
 std::string httpGet(int port, const std::string& path);
 
+// The value of the sample `series` (name and labels exactly as exposed, e.g.
+// `sluice_rbac_allowed_total` or `x_total{cluster="a"}`) on the admin endpoint's /metrics, or -1
+// when it is absent.
+double metricSeries(int admin_port, const std::string& series);
+
 // A fresh directory under $TEST_TMPDIR.
 std::string makeTempDir(const std::string& prefix);
 void writeFile(const std::string& path, const std::string& content);

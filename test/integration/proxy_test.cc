@@ -352,16 +352,7 @@ class ProxyTest : public ::testing::Test {
   }
 
   // The value of one series ("name{labels}") on the admin /metrics page, or -1.
-  double metric(const std::string& series) {
-    std::string text = httpGet(admin_port_, "/metrics");
-    for (absl::string_view line : absl::StrSplit(text, '\n')) {
-      if (absl::ConsumePrefix(&line, series + " ")) {
-        double v = -1;
-        return absl::SimpleAtod(line, &v) ? v : -1;
-      }
-    }
-    return -1;
-  }
+  double metric(const std::string& series) { return metricSeries(admin_port_, series); }
 
   Echo a_{"a"}, b_{"b"};
   int dead_port_ = 0, oneshot_port_ = 0, port_ = 0, strict_port_ = 0, admin_port_ = 0;

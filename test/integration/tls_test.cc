@@ -39,18 +39,6 @@ using ::testing::Not;
 constexpr char kSluice[] = "proxy/server/sluice";
 constexpr char kCp[] = "control-plane/sluice-cp";
 
-// The value of the sample `series` (name and labels as exposed), or -1 when it is absent.
-double metric(int admin_port, const std::string& series) {
-  const std::string text = httpGet(admin_port, "/metrics");
-  for (absl::string_view line : absl::StrSplit(text, '\n')) {
-    if (absl::StartsWith(line, series + " ")) {
-      double v = -1;
-      if (absl::SimpleAtod(line.substr(series.size() + 1), &v)) return v;
-    }
-  }
-  return -1;
-}
-
 struct TlsOptions {
   std::string sni;   // empty: none sent
   std::string alpn;  // ALPN wire format; empty: none offered
@@ -414,14 +402,15 @@ class TlsTest : public ::testing::Test {
 
   double listenerMetric(const std::string& name, const std::string& listener,
                         const std::string& reason = "") {
-    return metric(admin_, absl::StrCat("sluice_listener_ssl_", name, "{listener=\"", listener, "\"",
-                                       reason.empty() ? "" : ",reason=\"" + reason + "\"", "}"));
+    return metricSeries(admin_,
+                        absl::StrCat("sluice_listener_ssl_", name, "{listener=\"", listener, "\"",
+                                     reason.empty() ? "" : ",reason=\"" + reason + "\"", "}"));
   }
   double clusterMetric(const std::string& name, const std::string& cluster,
                        const std::string& reason = "") {
-    return metric(admin_,
-                  absl::StrCat("sluice_cluster_upstream_", name, "{cluster=\"", cluster, "\"",
-                               reason.empty() ? "" : ",reason=\"" + reason + "\"", "}"));
+    return metricSeries(admin_,
+                        absl::StrCat("sluice_cluster_upstream_", name, "{cluster=\"", cluster, "\"",
+                                     reason.empty() ? "" : ",reason=\"" + reason + "\"", "}"));
   }
 
   static TestPki* pki_;
@@ -493,8 +482,9 @@ TEST_F(TlsTest, FailedHandshakesCloseWithoutAnAnswer) {
     return listenerMetric("handshake_error_total", "https", "protocol") == 1 &&
            listenerMetric("handshake_error_total", "optional", "timeout") == 1;
   })) << httpGet(admin_, "/metrics");
-  EXPECT_EQ(
-      metric(admin_, "sluice_http_downstream_rq_total{listener=\"https\",code_class=\"4xx\"}"), 0);
+  EXPECT_EQ(metricSeries(admin_,
+                         "sluice_http_downstream_rq_total{listener=\"https\",code_class=\"4xx\"}"),
+            0);
 }
 
 TEST_F(TlsTest, ClientCloseNotifyAfterItsRequestStillGetsTheAnswer) {
@@ -611,8 +601,8 @@ TEST_F(TlsTest, AuthorizationRulesMatchTheVerifiedClientCertificate) {
   auto r = (*plain)->roundTrip("GET /billing HTTP/1.1\r\nHost: test\r\n\r\n");
   ASSERT_TRUE(r.ok()) << r.status();
   EXPECT_EQ(r->status, 403);
-  EXPECT_EQ(metric(admin_, "sluice_rbac_allowed_total"), 3);
-  EXPECT_EQ(metric(admin_, "sluice_rbac_denied_total"), 5);
+  EXPECT_EQ(metricSeries(admin_, "sluice_rbac_allowed_total"), 3);
+  EXPECT_EQ(metricSeries(admin_, "sluice_rbac_denied_total"), 5);
 }
 
 TEST_F(TlsTest, UpstreamTlsVerifiesTheUpstreamAndPresentsTheClientCertificate) {
@@ -621,7 +611,8 @@ TEST_F(TlsTest, UpstreamTlsVerifiesTheUpstreamAndPresentsTheClientCertificate) {
   ASSERT_TRUE(waitFor(
       absl::Seconds(10),
       [&] {
-        return metric(admin_, "sluice_cluster_health_check_success_total{cluster=\"secure\"}") >= 1;
+        return metricSeries(admin_,
+                            "sluice_cluster_health_check_success_total{cluster=\"secure\"}") >= 1;
       }))
       << httpGet(admin_, "/metrics") << proxy_->log();
   auto conn = HttpConnection::connect(http_);
@@ -794,7 +785,7 @@ TEST_F(TlsTest, ListenerTlsChangedOverTheControlPlane) {
   // and is NACKed by the proxy with the reason; the listener keeps its certificate.
   writeFile(cp_dir + "/listeners.yaml", listener(pki_->dir + "/missing"));
   EXPECT_TRUE(waitFor(absl::Seconds(10), [&] {
-    return metric(admin_, "sluice_xds_update_rejected_total{type=\"Listener\"}") >= 1;
+    return metricSeries(admin_, "sluice_xds_update_rejected_total{type=\"Listener\"}") >= 1;
   })) << proxy_->log();
   EXPECT_THAT(proxy_->log(), HasSubstr("tls.certificates[0].certificate_chain: cannot read"));
   auto after = tls(https_, {.sni = "a.test"});
